@@ -1,0 +1,84 @@
+"""pytest collects every MyST chapter in book/ and executes it cell by cell through nbval.
+
+nbval only reads .ipynb files, so ``MystChapter`` reads the chapter with myst-nb's own reader
+(the one the site build uses, so both see the same notebook) and hands its cells to nbval.
+The sources hold no outputs, so nbval runs in lax mode: a cell fails only when it raises,
+including a hidden ``assert`` cell. A chapter whose cells all passed is written to the
+execution cache, and the site build then reuses those outputs instead of running it again.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from unittest import mock
+
+import nbformat
+import pytest
+from myst_nb.core.read import read_myst_markdown_notebook
+from nbval import plugin as nbval_plugin
+
+from booktools import BOOK
+from booktools.cache import cache_executed_notebook
+
+
+def read_chapter(path: Path) -> nbformat.NotebookNode:
+    """Read a MyST-markdown chapter into a notebook, as the site build does."""
+    return read_myst_markdown_notebook(Path(path).read_text(encoding="utf8"), path=path)
+
+
+def is_chapter(path: Path) -> bool:
+    """A chapter is a markdown file in book/ with a jupytext header (the preface is not)."""
+    if path.suffix != ".md" or path.parent != BOOK:
+        return False
+    head = path.read_text(encoding="utf8")[:400]
+    return head.startswith("---") and "jupytext:" in head
+
+
+class MystChapter(nbval_plugin.IPyNbFile):
+    """One chapter: a pytest collector whose items are its code cells, run in one kernel."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.compare_outputs = False  # lax: the sources hold no reference outputs
+        self.cells: list[nbval_plugin.IPyNbCell] = []
+
+    def collect(self):
+        nb = read_chapter(self.path)
+        # nbval reads notebooks with nbformat.read; hand it the parsed chapter instead.
+        with mock.patch.object(nbval_plugin.nbformat, "read", lambda *a, **k: nb):
+            self.cells = list(super().collect())
+        yield from self.cells
+
+    def teardown(self):
+        super().teardown()
+        if self.cells and all(getattr(c, "dlbook_passed", False) for c in self.cells):
+            cache_executed_notebook(self.executed_notebook(), self.path)
+
+    def executed_notebook(self) -> nbformat.NotebookNode:
+        """The chapter with the outputs this run produced, ready for the execution cache."""
+        nb = copy.deepcopy(self.nb)
+        code_cells = [c for c in nb.cells if c.cell_type == "code"]
+        for count, (cell, item) in enumerate(zip(code_cells, self.cells), start=1):
+            cell.outputs = [nbformat.from_dict(o) for o in getattr(item, "test_outputs", [])]
+            cell.execution_count = count
+        return nb
+
+
+def pytest_configure(config):
+    # Run chapters in the interpreter pytest runs in (the book's environment).
+    config.option.nbval_current_env = True
+
+
+def pytest_collect_file(file_path: Path, parent):
+    if is_chapter(file_path):
+        return MystChapter.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and isinstance(item, nbval_plugin.IPyNbCell):
+        item.dlbook_passed = report.passed
