@@ -3,14 +3,12 @@
 - Reads executed chapters from the cache keyed on the package's code (``booktools.cache``).
 - Serves MathJax 3 from the build itself (from the ``django-static-mathjax`` wheel, which is
   just MathJax's files), so formulas render with no network.
-- ``DLBOOK_NO_EXECUTE=1`` builds without executing chapters (the site tests use it: they check
-  the pages' structure, not the chapters' outputs).
 - After the build, checks that each chapter page links to a Colab notebook that exists.
+- Includes every script once per page (sphinx-thebe can register its configuration twice).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -32,8 +30,6 @@ MATHJAX_DIR = "_static/mathjax"  # inside the HTML output, never in the source _
 def configure(app: Sphinx, config) -> None:
     """Point the execution cache and MathJax at our local copies."""
     config.nb_execution_cache_path = str(execution_cache_path(Path(app.srcdir)))
-    if os.environ.get("DLBOOK_NO_EXECUTE") == "1":
-        config.nb_execution_mode = "off"
     config.mathjax_path = "mathjax/tex-mml-chtml.js"  # relative to _static
 
 
@@ -73,8 +69,23 @@ def check_colab_links(app: Sphinx, exception) -> None:
                                "which is not a notebook in the repository")
 
 
+def drop_duplicate_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Include each script once: sphinx-thebe can add its config twice, a JavaScript error."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        # The same inline script can come with filename None and with filename "".
+        key = (str(getattr(script, "filename", script) or ""),
+               tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"][:] = unique  # in place: later handlers add to the same list
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", configure)
     app.connect("build-finished", copy_mathjax)
     app.connect("build-finished", check_colab_links)
+    # Early: a later handler may return a template name, which ends the event for the rest.
+    app.connect("html-page-context", drop_duplicate_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -28,7 +28,7 @@ def test_colab_notebook_installs_dlbook_only_in_colab_and_pins_nothing(chapter):
     first = nb.cells[0]
     assert first.cell_type == "code" and INSTALL_TAG in first.metadata.get("tags", [])
     assert 'if "google.colab" in sys.modules:' in first.source
-    install = re.search(r'"pip", "install".*', first.source).group(0)
+    install = re.search(r'"pip", "install".*?\]', first.source, re.S).group(0)
     assert "dlbook @ git+https://github.com/" in install
     for pkg in ("torch", "numpy", "matplotlib", "=="):
         assert pkg not in install, f"the install cell must not touch {pkg!r}: {install}"
@@ -84,7 +84,7 @@ def test_ci_runs_exactly_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
                 if line.strip() and not line.lstrip().startswith("#")
-                and not line.startswith(("set ", "cd ", "export "))]
+                and not line.startswith(("set ", "cd ", "command -v chromium"))]
     assert len(commands) == 2, commands
     for command in commands:
         assert command in readme, f".ci/run runs a command the README does not show: {command}"
