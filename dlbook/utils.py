@@ -36,6 +36,21 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Record a computed value under ``name`` so the book's text can quote it.
+
+    The HTML book inserts it with ``{glue:text}`name:.2f``` (myst-nb). Where myst-nb is not
+    installed, as in Colab, this does nothing: the reader sees the value in the cell's output.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"glue name must be an identifier, got {name!r}")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=display)
+
+
 def show_source(obj: Any) -> Any:
     """Display the source code of a dlbook function or class.
 

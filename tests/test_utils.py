@@ -46,3 +46,11 @@ def test_show_source_returns_the_code():
     assert "def set_seed" in code.data
     with pytest.raises(TypeError, match="function, method or class"):
         show_source(42)
+
+
+def test_glue_checks_its_name_and_runs_outside_a_notebook():
+    from dlbook.utils import glue
+
+    glue("accuracy", 0.5)  # outside Jupyter this records nothing, and must not fail
+    with pytest.raises(ValueError, match="identifier"):
+        glue("not a name", 1.0)
