@@ -8,6 +8,7 @@ place of GitHub), and must leave torch and numpy exactly as they were. The noteb
 empty folder: it can use nothing of the repository but the installed package.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,9 @@ KERNEL = "dlbook-colab-sim"
 def pip_freeze(python: Path) -> dict:
     out = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True,
                          check=True).stdout
-    return dict(line.split("==", 1) for line in out.splitlines() if "==" in line)
+    # "name==version", or "name @ url" for a package installed from a URL (dlbook here)
+    return dict(re.split(r"==| @ ", line, maxsplit=1) for line in out.splitlines()
+                if "==" in line or " @ " in line)
 
 
 @pytest.fixture(scope="session")
