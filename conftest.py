@@ -10,6 +10,7 @@ execution cache, and the site build then reuses those outputs instead of running
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from unittest import mock
 
@@ -68,6 +69,12 @@ class MystChapter(nbval_plugin.IPyNbFile):
 def pytest_configure(config):
     # Run chapters in the interpreter pytest runs in (the book's environment).
     config.option.nbval_current_env = True
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Parallel workers share the cores: one thread per worker (and per chapter kernel,
+        # which inherits this) instead of every worker's torch starting one per core.
+        # Small tensor operations run many times slower when threads outnumber cores.
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def pytest_collect_file(file_path: Path, parent):
