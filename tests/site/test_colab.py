@@ -45,6 +45,17 @@ def colab_python():
                            check=True)
             subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(VENV),
                             "--name", KERNEL], check=True, capture_output=True)
+        # A dlbook left from an earlier commit would satisfy the install cell, so pip would
+        # keep it: remove it unless it was installed from the commit under test.
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], text=True,
+                              capture_output=True, check=True).stdout.strip()
+        installed = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; "
+             "print(m.distribution('dlbook').read_text('direct_url.json'))"],
+            capture_output=True, text=True).stdout
+        if head not in installed:
+            subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", "dlbook"],
+                           check=True, capture_output=True)
     return python
 
 
