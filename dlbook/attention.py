@@ -1,0 +1,224 @@
+"""Attention: scaled dot-product attention, masks, multi-head attention and position encodings.
+
+Chapter 6 builds attention step by step: a query is compared with every key, the scores become
+weights by a softmax, and the output is the weighted mean of the values (Bahdanau et al., 2015;
+Vaswani et al., 2017, section 3.2). Tests check ``attention`` against
+``torch.nn.functional.scaled_dot_product_attention`` and ``MultiHeadAttention`` against
+``torch.nn.MultiheadAttention`` with copied weights.
+
+Masks are boolean and broadcast to the scores' shape ``(B, n_heads, T_q, T_k)``: ``True`` means
+"this query may look at this key", the convention of PyTorch's ``scaled_dot_product_attention``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor | None = None,
+              dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention, ``softmax(Q K^T / sqrt(d_k)) V`` (Vaswani et al., eq. 1).
+
+    Args:
+        q: (..., T_q, d_k) queries.
+        k: (..., T_k, d_k) keys.
+        v: (..., T_k, d_v) values.
+        mask: bool, broadcastable to (..., T_q, T_k); False hides a key from a query. Every
+            query must be allowed at least one key.
+        dropout_p: probability of zeroing an attention weight (training only).
+
+    Returns:
+        ``(out, weights)``: out (..., T_q, d_v) and the weights (..., T_q, T_k), whose rows sum
+        to 1 (before dropout).
+    """
+    if q.dim() < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"need q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v), got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = nn.functional.dropout(weights, dropout_p)
+    return weights @ v, weights
+
+
+def causal_mask(t_q: int, t_k: int | None = None,
+                device: torch.device | None = None) -> torch.Tensor:
+    """The (T_q, T_k) mask that lets each query see only keys at its own position or earlier.
+
+    The queries are the *last* ``t_q`` of ``t_k`` positions, so with a key-value cache (``t_k``
+    past and present keys, ``t_q`` new queries) query i sits at position ``t_k - t_q + i``.
+    """
+    t_k = t_q if t_k is None else t_k
+    if not 1 <= t_q <= t_k:
+        raise ValueError(f"need 1 <= t_q <= t_k, got t_q={t_q}, t_k={t_k}")
+    q_pos = torch.arange(t_k - t_q, t_k, device=device)[:, None]  # (T_q, 1)
+    k_pos = torch.arange(t_k, device=device)[None, :]  # (1, T_k)
+    return k_pos <= q_pos
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """A (B, 1, 1, max_len) mask that hides the padding after each sequence's length.
+
+    It broadcasts over heads and queries: no query may look at a padded key.
+    """
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must have shape (B,), got {tuple(lengths.shape)}")
+    if bool((lengths < 1).any()) or bool((lengths > max_len).any()):
+        raise ValueError(f"lengths must be in [1, {max_len}], got {lengths.tolist()}")
+    keep = torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]  # (B, S)
+    return keep[:, None, None, :]
+
+
+class KVCache:
+    """The keys and values one attention layer has already computed, for fast generation.
+
+    Generating token t needs the keys and values of tokens 1..t, but only token t's are new;
+    the cache keeps the others so each step projects a single token.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None  # (B, n_heads, T_past, d_head)
+        self.v: torch.Tensor | None = None  # (B, n_heads, T_past, d_head)
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new tokens' k, v (B, n_heads, T_new, d_head); return all keys and values."""
+        if self.k is not None:
+            k = torch.cat([self.k, k], dim=2)  # (B, n_heads, T_past + T_new, d_head)
+            v = torch.cat([self.v, v], dim=2)
+        self.k, self.v = k, v
+        return k, v
+
+
+class MultiHeadAttention(nn.Module):
+    """``n_heads`` attentions side by side, each in its own ``d_model / n_heads`` subspace.
+
+    ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W_O`` with
+    ``head_i = Attention(Q W_Q_i, K W_K_i, V W_V_i)`` (Vaswani et al., section 3.2.2).
+    The heads' projections are stored stacked, one ``nn.Linear`` each for Q, K, V and output.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model must be divisible by n_heads, got {d_model} and {n_heads}")
+        self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d_model) -> (B, n_heads, T, d_head)."""
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, nh, T, hs)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from query (B, T_q, d_model) to key and value (B, T_k, d_model).
+
+        Args:
+            mask: bool, broadcastable to (B, n_heads, T_q, T_k including cached keys).
+            cache: if given, the new keys and values are appended to it and the queries attend
+                to everything it holds.
+            need_weights: also return the weights (B, n_heads, T_q, T_k); otherwise PyTorch's
+                fused ``scaled_dot_product_attention`` (the same function, tested) is used.
+
+        Returns:
+            ``(out, weights)``: out (B, T_q, d_model); weights or None.
+        """
+        if query.dim() != 3 or query.shape[-1] != self.d_model or key.shape != value.shape:
+            raise ValueError(f"need query (B, T_q, {self.d_model}) and key, value of equal shape "
+                             f"(B, T_k, {self.d_model}), got {tuple(query.shape)}, "
+                             f"{tuple(key.shape)}, {tuple(value.shape)}")
+        q = self.split_heads(self.q_proj(query))  # (B, nh, T_q, hs)
+        k = self.split_heads(self.k_proj(key))  # (B, nh, T_k, hs)
+        v = self.split_heads(self.v_proj(value))
+        if cache is not None:
+            k, v = cache.append(k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = attention(q, k, v, mask, dropout_p)
+        else:
+            out, weights = nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p), None
+        B, _, T_q, _ = out.shape
+        out = out.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model)
+        return self.out_proj(out), weights
+
+    @classmethod
+    def from_torch(cls, mha: nn.MultiheadAttention) -> MultiHeadAttention:
+        """A copy of a ``torch.nn.MultiheadAttention`` (``batch_first``, equal q/k/v sizes)."""
+        if not mha._qkv_same_embed_dim or mha.in_proj_bias is None:
+            raise ValueError("from_torch needs an nn.MultiheadAttention with bias and equal "
+                             "query, key and value sizes")
+        ours = cls(mha.embed_dim, mha.num_heads, mha.dropout).to(mha.in_proj_weight.dtype)
+        w_q, w_k, w_v = mha.in_proj_weight.chunk(3)  # each (d_model, d_model)
+        b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+        with torch.no_grad():
+            for proj, w, b in ((ours.q_proj, w_q, b_q), (ours.k_proj, w_k, b_k),
+                               (ours.v_proj, w_v, b_v),
+                               (ours.out_proj, mha.out_proj.weight, mha.out_proj.bias)):
+                proj.weight.copy_(w)
+                proj.bias.copy_(b)
+        return ours
+
+
+def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
+    """The fixed (n_positions, d_model) encodings of Vaswani et al., section 3.5.
+
+    ``PE[p, 2i] = sin(p / 10000^(2i / d_model))`` and ``PE[p, 2i + 1] = cos(...)``: every pair
+    of columns is a clock turning at its own speed, from one radian per position down to
+    1/10000. Computed in float64, returned as float32.
+    """
+    if n_positions < 1 or d_model < 2 or d_model % 2:
+        raise ValueError(f"need n_positions >= 1 and an even d_model >= 2, got "
+                         f"{n_positions} and {d_model}")
+    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
+    freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (C/2,)
+    pe = torch.empty(n_positions, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe.float()
+
+
+class SinusoidalPositions(nn.Module):
+    """Adds the fixed sinusoidal encodings: ``x + PE[start : start + T]``."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.register_buffer("pe", sinusoidal_positions(max_len, d_model), persistent=False)
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """x (B, T, d_model) -> x plus the encodings of positions start .. start + T - 1."""
+        if start + x.shape[1] > len(self.pe):
+            raise ValueError(f"positions up to {start + x.shape[1]} requested, "
+                             f"max_len is {len(self.pe)}")
+        return x + self.pe[start:start + x.shape[1]].to(x.dtype)
+
+
+class LearnedPositions(nn.Module):
+    """Adds a learned vector per position (GPT's choice): ``x + P[start : start + T]``."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.embed = nn.Embedding(max_len, d_model)
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """x (B, T, d_model) -> x plus the embeddings of positions start .. start + T - 1."""
+        if start + x.shape[1] > self.embed.num_embeddings:
+            raise ValueError(f"positions up to {start + x.shape[1]} requested, "
+                             f"max_len is {self.embed.num_embeddings}")
+        pos = torch.arange(start, start + x.shape[1], device=x.device)
+        return x + self.embed(pos)
