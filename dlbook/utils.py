@@ -44,6 +44,9 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"glue name must be an identifier, got {name!r}")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        # numpy and torch scalars become Python numbers, which {glue:text} can format
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

@@ -54,3 +54,15 @@ def test_glue_checks_its_name_and_runs_outside_a_notebook():
     glue("accuracy", 0.5)  # outside Jupyter this records nothing, and must not fail
     with pytest.raises(ValueError, match="identifier"):
         glue("not a name", 1.0)
+
+
+def test_glue_turns_numpy_and_torch_scalars_into_python_numbers(monkeypatch):
+    import myst_nb
+
+    from dlbook.utils import glue
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
+    glue("a", np.float64(0.25))
+    glue("b", torch.tensor(3))
+    assert seen == {"a": 0.25, "b": 3} and type(seen["a"]) is float and type(seen["b"]) is int
