@@ -17,9 +17,11 @@ from dlbook.gpt import (
     gpt_parameter_formula,
     meta_gpt,
 )
+from dlbook.rnn import CharLSTM
 from dlbook.text import CharCorpus, evaluate_char_lm
 from dlbook.train_gpt import (
     CHECKPOINT,
+    LSTM_CHECKPOINT,
     TrainGPTConfig,
     data_fingerprint,
     learning_rate,
@@ -145,31 +147,47 @@ def test_learning_rate_schedule():
     assert learning_rate(1.0, 999, config) == pytest.approx(1e-4)
 
 
-def test_training_script_round_trip(tmp_path, capsys):
+@pytest.mark.parametrize("kind, model_class", [("gpt", GPT), ("lstm", CharLSTM)])
+def test_training_script_round_trip(tmp_path, capsys, kind, model_class):
     out = tmp_path / "tiny.pt"
-    main(["--max_steps", "3", "--eval_every", "2", "--n_layers", "1", "--d_model", "16",
-          "--block_size", "32", "--eval_windows", "8", "--out", str(out)])
+    main(["--model", kind, "--max_steps", "3", "--eval_every", "2", "--n_layers", "1",
+          "--d_model", "16", "--block_size", "32", "--eval_windows", "8", "--out", str(out)])
     assert "saved" in capsys.readouterr().out
     model, vocab, record = load_checkpoint(out)
-    assert record["steps"] == 3 and record["train_config"]["d_model"] == 16
+    assert isinstance(model, model_class) and record["model"] == kind
+    assert record["steps"] == 3 and record["history"]["step"] == [2]
     corpus = CharCorpus.pydoc()
     assert vocab.chars == corpus.vocab.chars
     val = evaluate_char_lm(model, corpus.val, 32, record["eval_windows"])
     assert val == pytest.approx(record["val_loss_subset"], abs=1e-4)
     with pytest.raises(ValueError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="model must be one of"):
+        TrainGPTConfig(model="rnn")
 
 
-def test_shipped_checkpoint_reaches_its_recorded_validation_loss():
-    assert CHECKPOINT.is_file(), f"{CHECKPOINT} is missing; run python -m dlbook.train_gpt"
-    assert CHECKPOINT.stat().st_size < 4e6  # a few MB at most
-    model, vocab, record = load_checkpoint()
+@pytest.mark.parametrize("path", [CHECKPOINT, LSTM_CHECKPOINT], ids=["gpt", "lstm"])
+def test_shipped_checkpoint_reaches_its_recorded_validation_loss(path):
+    assert path.is_file(), f"{path} is missing; run python -m dlbook.train_gpt"
+    assert path.stat().st_size < 4e6  # a few MB at most
+    model, vocab, record = load_checkpoint(path)
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert record["val_loss"] <= 1.30, record["val_loss"]
+    if record["model"] == "gpt":
+        assert record["val_loss"] <= 1.30, record["val_loss"]  # nats per character
     corpus = CharCorpus.pydoc()
     if data_fingerprint(corpus.val) != record["val_sha256"]:
         pytest.skip("this Python's pydoc_data differs from the one the checkpoint was scored on")
     assert vocab.chars == corpus.vocab.chars
-    val = evaluate_char_lm(model, corpus.val, model.config.block_size, record["eval_windows"])
+    block_size = record["train_config"]["block_size"]
+    val = evaluate_char_lm(model, corpus.val, block_size, record["eval_windows"])
     assert val == pytest.approx(record["val_loss_subset"], abs=2e-3), val
-    assert val <= 1.30, val
+    if record["model"] == "gpt":
+        assert val <= 1.30, val
+
+
+def test_gpt_beats_the_lstm_at_equal_cpu_time():
+    _, _, gpt = load_checkpoint(CHECKPOINT)
+    _, _, lstm = load_checkpoint(LSTM_CHECKPOINT)
+    assert lstm["cpu_seconds"] >= 0.98 * gpt["cpu_seconds"], (lstm["cpu_seconds"],
+                                                              gpt["cpu_seconds"])
+    assert gpt["val_loss"] < lstm["val_loss"] - 0.05, (gpt["val_loss"], lstm["val_loss"])
