@@ -20,6 +20,8 @@ from typing import Sequence
 
 import torch
 
+from dlbook.text import checked_ids
+
 # A word (letters, digits not first, underscores) or a number or a run of punctuation, each
 # with an optional leading space; or whitespace. Every character falls into one alternative.
 CHUNK = re.compile(r" ?[^\W\d]\w*| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+")
@@ -142,11 +144,4 @@ class BPETokenizer:
 
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
         """Map a 1-D sequence of ids (tensor or list of ints) back to a string."""
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
-            ids = ids.tolist()
-        bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < len(self)]
-        if bad:
-            raise ValueError(f"ids must be ints in [0, {len(self)}), got {bad[:10]!r}")
-        return "".join(self.tokens[i] for i in ids)
+        return "".join(self.tokens[i] for i in checked_ids(ids, len(self)))

@@ -18,7 +18,15 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from dlbook.sampling import sample_next
-from dlbook.text import BOS, EOS, N_SPECIAL, PAD, make_seq2seq_data, sequence_matches
+from dlbook.text import (
+    BOS,
+    EOS,
+    N_SPECIAL,
+    PAD,
+    Seq2SeqData,
+    make_seq2seq_data,
+    sequence_matches,
+)
 
 with warnings.catch_warnings():
     # Without ipywidgets, tqdm.auto warns once ("IProgress not found") and falls back to a text
@@ -379,7 +387,6 @@ def train_seq2seq(model: Seq2Seq, config: Seq2SeqTrainConfig) -> list[float]:
 
     Each batch has one input length, drawn uniformly from ``min_len..max_len``.
     """
-    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     losses = []
@@ -389,17 +396,26 @@ def train_seq2seq(model: Seq2Seq, config: Seq2SeqTrainConfig) -> list[float]:
         length = int(torch.randint(config.min_len, config.max_len + 1, (1,), generator=gen))
         data = make_seq2seq_data(config.batch_size, length, length, config.n_symbols,
                                  config.task, generator=gen)
-        src, src_len, tgt = data.src.to(device), data.src_len.to(device), data.tgt.to(device)
-        logits = model(src, src_len, tgt[:, :-1])  # (B, L, V)
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(),
-                                           ignore_index=PAD)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(teacher_forcing_step(model, opt, data, config.grad_clip))
     return losses
+
+
+def teacher_forcing_step(model: nn.Module, opt: torch.optim.Optimizer, data: Seq2SeqData,
+                         grad_clip: float | None) -> float:
+    """One update of an encoder-decoder ``model(src, src_len, tgt_in)`` on a batch: the
+    decoder reads the true previous tokens and is scored on every next one (padding ignored).
+    Shared by chapter 5's ``Seq2Seq`` and chapter 6's ``Transformer``; returns the loss."""
+    device = next(model.parameters()).device
+    src, src_len, tgt = data.src.to(device), data.src_len.to(device), data.tgt.to(device)
+    logits = model(src, src_len, tgt[:, :-1])  # (B, L, V)
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(),
+                                       ignore_index=PAD)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss.item()
 
 
 def accuracy_by_length(model: Seq2Seq, lengths: list[int], n_per_length: int = 200,

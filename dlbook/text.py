@@ -40,6 +40,19 @@ def pydoc_text() -> str:
     return "\n".join(topics[key] for key in sorted(topics))
 
 
+def checked_ids(ids: torch.Tensor | Sequence[int], vocab_size: int) -> list[int]:
+    """The ids of a 1-D tensor or list as Python ints, after checking each is in
+    ``[0, vocab_size)``: what a tokenizer's ``decode`` must check before it looks them up."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
+        ids = ids.tolist()
+    bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < vocab_size]
+    if bad:
+        raise ValueError(f"ids must be ints in [0, {vocab_size}), got {bad[:10]!r}")
+    return list(ids)
+
+
 class CharVocab:
     """A vocabulary of single characters: each distinct character gets an integer id.
 
@@ -82,14 +95,7 @@ class CharVocab:
 
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
         """Map a 1-D sequence of ids (tensor or list of ints) back to a string."""
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
-            ids = ids.tolist()
-        bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < len(self)]
-        if bad:
-            raise ValueError(f"ids must be ints in [0, {len(self)}), got {bad[:10]!r}")
-        return "".join(self.chars[i] for i in ids)
+        return "".join(self.chars[i] for i in checked_ids(ids, len(self)))
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,7 +27,7 @@ from dlbook.attention import (
     causal_mask,
     padding_mask,
 )
-from dlbook.rnn import Seq2SeqTrainConfig
+from dlbook.rnn import Seq2SeqTrainConfig, teacher_forcing_step
 from dlbook.text import BOS, EOS, PAD, make_seq2seq_data
 
 
@@ -194,7 +194,6 @@ def train_transformer(model: Transformer, config: Seq2SeqTrainConfig) -> list[fl
     On batches of one length the Transformer's gradient swings from length to length and it
     learns the task several times more slowly.
     """
-    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     losses = []
@@ -202,14 +201,5 @@ def train_transformer(model: Transformer, config: Seq2SeqTrainConfig) -> list[fl
     for _ in tqdm(range(config.steps), disable=not config.progress, desc="transformer"):
         data = make_seq2seq_data(config.batch_size, config.min_len, config.max_len,
                                  config.n_symbols, config.task, generator=gen)
-        src, src_len, tgt = data.src.to(device), data.src_len.to(device), data.tgt.to(device)
-        logits = model(src, src_len, tgt[:, :-1])  # (B, L, V)
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(),
-                                           ignore_index=PAD)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(teacher_forcing_step(model, opt, data, config.grad_clip))
     return losses

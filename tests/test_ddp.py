@@ -20,13 +20,7 @@ SGD = ddp.RunConfig(steps=6, micro_batch=8, optimizer="sgd", base_lr=0.05, base_
                     warmup=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run fastest on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_same_parameters(a: dict, b: dict, atol: float = ATOL) -> None:

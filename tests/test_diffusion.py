@@ -41,15 +41,7 @@ from dlbook.train_diffusion import (
     train_denoiser,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are small: one intra-op thread is as fast, and it avoids threads spinning
-    against each other on a busy machine. The setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def schedule(n_steps=100, kind="linear"):
