@@ -16,16 +16,11 @@ from unittest import mock
 
 import nbformat
 import pytest
-from myst_nb.core.read import read_myst_markdown_notebook
 from nbval import plugin as nbval_plugin
 
 from booktools import BOOK
 from booktools.cache import cache_executed_notebook
-
-
-def read_chapter(path: Path) -> nbformat.NotebookNode:
-    """Read a MyST-markdown chapter into a notebook, as the site build does."""
-    return read_myst_markdown_notebook(Path(path).read_text(encoding="utf8"), path=path)
+from booktools.notebooks import read_chapter
 
 
 def is_chapter(path: Path) -> bool:

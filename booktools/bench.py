@@ -22,40 +22,94 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
+
 from booktools import ROOT
-from booktools.notebooks import chapters
+from booktools.notebooks import chapters, read_chapter
 
 BUDGET_S = {"09": 90.0}
 DEFAULT_BUDGET_S = 60.0
 BOOK_BUDGET_S = 300.0
 
 
-def execute_once(chapter: Path) -> dict:
-    """Execute one chapter in a fresh kernel (run in a child process, see ``main``)."""
-    from myst_nb.core.read import read_myst_markdown_notebook
+def execute(chapter: Path) -> nbformat.NotebookNode:
+    """Execute one chapter, read as the site build reads it, in a fresh kernel."""
     from nbclient import NotebookClient
 
-    nb = read_myst_markdown_notebook(chapter.read_text(encoding="utf8"), path=chapter)
-    start = time.perf_counter()
+    nb = read_chapter(chapter)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(chapter.parent)}}).execute()
+    return nb
+
+
+def execute_once(chapter: Path) -> dict:
+    """Execute one chapter and measure it (run in a child process, see ``main``)."""
+    start = time.perf_counter()
+    nb = execute(chapter)
     seconds = time.perf_counter() - start
     # The kernel is this process's child; ru_maxrss is in KiB on Linux, bytes on macOS.
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     peak_mib = peak / 2**20 if platform.system() == "Darwin" else peak / 1024
-    texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-             if o.get("output_type") == "stream" and o.get("name") == "stdout"]
-    return {"seconds": round(seconds, 2), "peak_mib": round(peak_mib, 1), "stdout": texts}
+    return {"seconds": round(seconds, 2), "peak_mib": round(peak_mib, 1),
+            "numbers": reported_numbers(nb)}
 
 
-def printed_numbers(texts: list[str]) -> list[str]:
-    """The numbers a chapter printed, minus those on lines that report timings."""
+# A line that mentions one of these reports a timing, which may differ between runs.
+TIMING_LINE = re.compile(r"(?<![A-Za-z'])(ms|s|seconds?|it/s|steps/s|tokens/s)\b|speed|time",
+                         re.I)
+# Glued values whose names contain one of these are timings too.
+TIMING_NAME = re.compile(r"seconds|_ms|speed|time|minutes", re.I)
+NUMBER = re.compile(r"-?\d+\.?\d*(?:e[-+]?\d+)?")
+GLUE_TEXT = "application/papermill.record/text/plain"
+
+
+def numbers_in(text: str) -> list[str]:
+    """The numbers in text, to 10 significant digits, except on lines that report timings.
+
+    Ten digits hide the last-bit differences that a change in the order of a floating-point
+    sum can cause (the text shows four digits at most); memory addresses are skipped.
+    """
     numbers = []
-    for line in "".join(texts).splitlines():
-        if re.search(r"\b(s|ms|seconds?|it/s|steps/s|tokens/s)\b|speed|time", line, re.I):
-            continue
-        numbers += re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", line)
+    for line in text.splitlines():
+        if not TIMING_LINE.search(line):
+            found = NUMBER.findall(re.sub(r"0x[0-9a-fA-F]+", "", line))
+            numbers += [f"{float(n):.10g}" for n in found]
     return numbers
+
+
+def reported_numbers(nb: nbformat.NotebookNode) -> list[list]:
+    """[cell, where, numbers] for every number an executed chapter printed, showed or glued.
+
+    These are what a reader sees, so executing a chapter twice must give the same ones.
+    Timings are left out: lines that mention seconds or speed, and glued values whose names
+    say they are timings. A cell's printed text counts as one output, however the kernel
+    happened to split it into stream messages.
+    """
+    found = []
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for index, cell in enumerate(code_cells, start=1):
+        stdout = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                         if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        outputs = [("stdout", stdout)]
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if GLUE_TEXT in data:
+                name = output.get("metadata", {}).get("scrapbook", {}).get("name", "glue")
+                outputs.append((name, "" if TIMING_NAME.search(name) else data[GLUE_TEXT]))
+            elif output.get("output_type") in ("execute_result", "display_data"):
+                outputs.append(("result", data.get("text/plain", "")))
+        found += [[index, where, numbers_in(text)] for where, text in outputs
+                  if numbers_in(text)]
+    return found
+
+
+def differences(first: list[list], second: list[list]) -> list[str]:
+    """Readable differences between two ``reported_numbers`` lists (empty if they agree)."""
+    out = [f"code cell {a[0]} ({a[1]}): {a[2][:10]} then {b[2][:10]}"
+           for a, b in zip(first, second) if a != b]
+    if len(first) != len(second):
+        out.append(f"{len(first)} outputs with numbers, then {len(second)}")
+    return out
 
 
 def run_child(chapter: Path) -> dict:
@@ -84,14 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         row = {"chapter": chapter.stem, "seconds": min(r["seconds"] for r in runs),
                "peak_mib": max(r["peak_mib"] for r in runs), "budget_s": budget}
         if args.repeat > 1:
-            row["deterministic"] = all(printed_numbers(r["stdout"]) ==
-                                       printed_numbers(runs[0]["stdout"]) for r in runs)
-            ok &= row["deterministic"]
+            diffs = [d for r in runs[1:] for d in differences(runs[0]["numbers"], r["numbers"])]
+            row["deterministic"], row["differences"] = not diffs, diffs
+            ok &= not diffs
         ok &= row["seconds"] <= budget
         rows.append(row)
         print(f"{row['chapter']:<20} {row['seconds']:7.1f} s  {row['peak_mib']:7.0f} MiB"
               + (f"  deterministic: {row['deterministic']}" if "deterministic" in row else ""),
               flush=True)
+        for line in row.get("differences", [])[:10]:
+            print(f"    {line}")
     total = sum(r["seconds"] for r in rows)
     ok &= total <= BOOK_BUDGET_S
     print(f"{'total':<20} {total:7.1f} s  (budget {BOOK_BUDGET_S:.0f} s)")

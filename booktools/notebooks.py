@@ -102,11 +102,16 @@ def split_markdown(source: str) -> list[nbformat.NotebookNode]:
     return cells
 
 
-def colab_notebook(chapter: Path, root: Path = ROOT) -> nbformat.NotebookNode:
-    """Build the Colab notebook for one chapter."""
+def read_chapter(chapter: Path) -> nbformat.NotebookNode:
+    """A MyST-markdown chapter as a notebook, read with myst-nb's reader as the site build does."""
     from myst_nb.core.read import read_myst_markdown_notebook
 
-    source_nb = read_myst_markdown_notebook(chapter.read_text(encoding="utf8"), path=chapter)
+    return read_myst_markdown_notebook(Path(chapter).read_text(encoding="utf8"), path=chapter)
+
+
+def colab_notebook(chapter: Path, root: Path = ROOT) -> nbformat.NotebookNode:
+    """Build the Colab notebook for one chapter."""
+    source_nb = read_chapter(chapter)
     cells = [install_cell(root)]
     for cell in source_nb.cells:
         if cell.cell_type == "markdown":
