@@ -318,7 +318,9 @@ def load_checkpoint(path: str | Path, *, fingerprint: str) -> dict:
         )
     if _checksum(version, saved, payload) != digest:
         raise ValueError(f"{path} is corrupted: its SHA-256 checksum does not match")
-    return torch.load(io.BytesIO(payload), weights_only=True)
+    # map to the CPU: a checkpoint written on a GPU must load anywhere; load_state_dict then
+    # copies each tensor to the device of the parameter or optimizer state it fills
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 
 def training_state(

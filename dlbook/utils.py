@@ -28,12 +28,20 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's random number generators (CPU and CUDA)."""
+    """Seed Python's, NumPy's and PyTorch's random number generators (CPU and CUDA).
+
+    On a GPU, seeds are not enough: cuDNN may pick a different, non-deterministic algorithm
+    from one run to the next, and cuBLAS needs a fixed workspace to repeat its sums exactly.
+    Both are pinned here, so a chapter prints the same numbers every time it runs.
+    """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
