@@ -405,6 +405,9 @@ def teacher_forcing_step(model: nn.Module, opt: torch.optim.Optimizer, data: Seq
     """One update of an encoder-decoder ``model(src, src_len, tgt_in)`` on a batch: the
     decoder reads the true previous tokens and is scored on every next one (padding ignored).
     Shared by chapter 5's ``Seq2Seq`` and chapter 6's ``Transformer``; returns the loss."""
+    if not isinstance(data, Seq2SeqData):
+        raise TypeError(f"data must be a Seq2SeqData (see make_seq2seq_data), "
+                        f"got {type(data).__name__}")
     device = next(model.parameters()).device
     src, src_len, tgt = data.src.to(device), data.src_len.to(device), data.tgt.to(device)
     logits = model(src, src_len, tgt[:, :-1])  # (B, L, V)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from booktools import ROOT
+from booktools.bench import GLUE_TEXT, differences, reported_numbers
 from booktools.notebooks import INSTALL_TAG, LITERALINCLUDE, chapters, stale_notebooks
 
 CHAPTERS = chapters()
@@ -97,3 +98,25 @@ def test_requirements_pin_torch_and_the_package_stays_loose():
     pyproject = (ROOT / "pyproject.toml").read_text()
     deps = re.search(r"dependencies = \[(.*?)\]", pyproject, re.S).group(1)
     assert "==" not in deps and "<" not in deps, f"dlbook must not pin its dependencies: {deps}"
+
+
+def test_reported_numbers_leave_out_timings_and_ignore_how_streams_were_split():
+    def glue(name, value):
+        return nbformat.v4.new_output(
+            "display_data", data={GLUE_TEXT: repr(value)},
+            metadata={"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}})
+
+    def run(parts, step_ms, loss):
+        cell = nbformat.v4.new_code_cell("...")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in parts]
+        cell.outputs += [glue("val_loss", loss), glue("step_ms", step_ms)]
+        return nbformat.v4.new_notebook(cells=[cell])
+
+    first = reported_numbers(run([f"loss 1.25, 300 steps\ntook {3.2} s\n"], 12.5, 0.1 + 0.2))
+    assert first == [[1, "stdout", ["1.25", "300"]], [1, "val_loss", ["0.3"]]]
+    # split differently, other timings, the loss differing in its 17th digit: the same
+    second = reported_numbers(run(["loss 1.25, ", f"300 steps\ntook {4.7} s\n"], 19.1, 0.3))
+    assert differences(first, second) == []
+    third = reported_numbers(run(["loss 1.26, 300 steps\n"], 12.5, 0.3))
+    assert differences(first, third) == [
+        "code cell 1 (stdout): ['1.25', '300'] then ['1.26', '300']"]

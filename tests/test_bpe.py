@@ -87,3 +87,10 @@ def test_errors(tokenizer):
         BPETokenizer.train(TEXT, 5)
     with pytest.raises(ValueError, match="non-empty str"):
         BPETokenizer.train("", 10)
+
+
+def test_decode_rejects_ids_outside_the_vocabulary(tokenizer):
+    with pytest.raises(ValueError, match=rf"ids must be ints in \[0, {len(tokenizer)}\)"):
+        tokenizer.decode([0, len(tokenizer)])
+    with pytest.raises(ValueError, match="ids must be 1-D"):
+        tokenizer.decode(torch.zeros(2, 2, dtype=torch.long))

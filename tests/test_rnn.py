@@ -21,6 +21,7 @@ from dlbook.rnn import (
     hidden_grad_norms,
     rnn_unroll,
     seq2seq_vocab_size,
+    teacher_forcing_step,
     train_seq2seq,
 )
 from dlbook.text import (
@@ -205,6 +206,17 @@ def test_seq2seq_overfits_and_decodes():
     pred = model.greedy_decode(data.src, data.src_len, max_len=8)
     assert pred.shape[0] == 5 and pred.shape[1] <= 8
     assert bool((pred[:, 3] == EOS).all()) and bool((pred[:, 4:] == PAD).all())
+
+
+def test_teacher_forcing_step_learns_a_batch_and_checks_its_input():
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(seq2seq_vocab_size(4), embed_dim=8, hidden_size=32))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    data = make_seq2seq_data(16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    losses = [teacher_forcing_step(model, opt, data, grad_clip=1.0) for _ in range(60)]
+    assert losses[-1] < 0.2 * losses[0], losses
+    with pytest.raises(TypeError, match="data must be a Seq2SeqData"):
+        teacher_forcing_step(model, opt, (data.src, data.tgt), grad_clip=None)
 
 
 def test_seq2seq_padding_does_not_change_the_context():
