@@ -3,29 +3,30 @@
 nbval only reads .ipynb files, so ``MystChapter`` reads the chapter with myst-nb's own reader
 (the one the site build uses, so both see the same notebook) and hands its cells to nbval.
 The sources hold no outputs, so nbval runs in lax mode: a cell fails only when it raises,
-including a hidden ``assert`` cell. A chapter whose cells all passed is written to the
-execution cache, and the site build then reuses those outputs instead of running it again.
+including a hidden ``assert`` cell.
+
+Nothing is written to the execution cache here: under pytest-xdist each chapter runs on one
+thread, while readers run it with PyTorch's default threads. The site build executes every
+chapter again the way a reader does and caches that execution; the determinism test
+(tests/site) then re-runs each chapter in that same setting and compares.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from unittest import mock
 
-import nbformat
-import pytest
 from nbval import plugin as nbval_plugin
 
 from booktools import BOOK
-from booktools.cache import cache_executed_notebook
 from booktools.notebooks import read_chapter
 
 
 def is_chapter(path: Path) -> bool:
-    """A chapter is a markdown file in book/ with a jupytext header (the preface is not)."""
-    if path.suffix != ".md" or path.parent != BOOK:
+    """A chapter is a markdown file in book/ with a jupytext header (the preface is not); a
+    name starting with "_" (book/_template.md) marks a file that is not a chapter."""
+    if path.suffix != ".md" or path.parent != BOOK or path.name.startswith("_"):
         return False
     head = path.read_text(encoding="utf8")[:400]
     return head.startswith("---") and "jupytext:" in head
@@ -46,20 +47,6 @@ class MystChapter(nbval_plugin.IPyNbFile):
             self.cells = list(super().collect())
         yield from self.cells
 
-    def teardown(self):
-        super().teardown()
-        if self.cells and all(getattr(c, "dlbook_passed", False) for c in self.cells):
-            cache_executed_notebook(self.executed_notebook(), self.path)
-
-    def executed_notebook(self) -> nbformat.NotebookNode:
-        """The chapter with the outputs this run produced, ready for the execution cache."""
-        nb = copy.deepcopy(self.nb)
-        code_cells = [c for c in nb.cells if c.cell_type == "code"]
-        for count, (cell, item) in enumerate(zip(code_cells, self.cells), start=1):
-            cell.outputs = [nbformat.from_dict(o) for o in getattr(item, "test_outputs", [])]
-            cell.execution_count = count
-        return nb
-
 
 def pytest_configure(config):
     # Run chapters in the interpreter pytest runs in (the book's environment).
@@ -76,11 +63,3 @@ def pytest_collect_file(file_path: Path, parent):
     if is_chapter(file_path):
         return MystChapter.from_parent(parent, path=file_path)
     return None
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call" and isinstance(item, nbval_plugin.IPyNbCell):
-        item.dlbook_passed = report.passed

@@ -1,15 +1,10 @@
-"""The execution cache shared by the test run (writer) and the site build (reader)."""
+"""Where the site build caches executed chapters, keyed on the package's code."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-
-import nbformat
-from filelock import FileLock
-from jupyter_cache import get_cache
-from jupyter_cache.base import CacheBundleIn
 
 from booktools import ROOT
 
@@ -35,13 +30,3 @@ def execution_cache_path(root: Path = ROOT) -> Path:
     override = os.environ.get("DLBOOK_CACHE_DIR")
     base = Path(override) if override else root / "_build" / ".jupyter_cache"
     return base / code_fingerprint(root)
-
-
-def cache_executed_notebook(nb: nbformat.NotebookNode, source: Path, root: Path = ROOT) -> None:
-    """Store a chapter that executed without error, as the site build's cache would have."""
-    path = execution_cache_path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):  # pytest-xdist workers share the cache
-        cache = get_cache(str(path))
-        cache.cache_notebook_bundle(CacheBundleIn(nb, str(source)), check_validity=False,
-                                    overwrite=True)

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from dlbook.utils import check_positive_int, check_real
+
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
               mask: torch.Tensor | None = None,
@@ -35,6 +37,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         ``(out, weights)``: out (..., T_q, d_v) and the weights (..., T_q, T_k), whose rows sum
         to 1 (before dropout).
     """
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
+    check_real(dropout_p, "dropout_p", 0.0, 1.0, high_open=True)
     if q.dim() < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"need q (..., T_q, d), k (..., T_k, d), v (..., T_k, d_v), got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
@@ -56,7 +62,8 @@ def causal_mask(t_q: int, t_k: int | None = None,
     The queries are the *last* ``t_q`` of ``t_k`` positions, so with a key-value cache (``t_k``
     past and present keys, ``t_q`` new queries) query i sits at position ``t_k - t_q + i``.
     """
-    t_k = t_q if t_k is None else t_k
+    check_positive_int(t_q, "t_q")
+    t_k = t_q if t_k is None else check_positive_int(t_k, "t_k")
     if not 1 <= t_q <= t_k:
         raise ValueError(f"need 1 <= t_q <= t_k, got t_q={t_q}, t_k={t_k}")
     q_pos = torch.arange(t_k - t_q, t_k, device=device)[:, None]  # (T_q, 1)
@@ -69,6 +76,10 @@ def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
     It broadcasts over heads and queries: no query may look at a padded key.
     """
+    check_positive_int(max_len, "max_len")
+    if not isinstance(lengths, torch.Tensor) or lengths.dtype != torch.long:
+        raise TypeError(f"lengths must be an int64 tensor, got "
+                        f"{getattr(lengths, 'dtype', type(lengths).__name__)}")
     if lengths.dim() != 1:
         raise ValueError(f"lengths must have shape (B,), got {tuple(lengths.shape)}")
     if bool((lengths < 1).any()) or bool((lengths > max_len).any()):
@@ -81,23 +92,91 @@ class KVCache:
     """The keys and values one attention layer has already computed, for fast generation.
 
     Generating token t needs the keys and values of tokens 1..t, but only token t's are new;
-    the cache keeps the others so each step projects a single token.
+    the cache keeps the others so each step projects a single token. The new keys are written
+    into a buffer allocated ahead: ``max_len`` positions when given (a model knows its longest
+    context), otherwise a buffer that doubles when full. Either way a step copies only the new
+    token, where concatenating would copy the whole past at every step.
     """
 
-    def __init__(self) -> None:
-        self.k: torch.Tensor | None = None  # (B, n_heads, T_past, d_head)
-        self.v: torch.Tensor | None = None  # (B, n_heads, T_past, d_head)
+    def __init__(self, max_len: int | None = None) -> None:
+        self.max_len = None if max_len is None else check_positive_int(max_len, "max_len")
+        self._k: torch.Tensor | None = None  # (B, n_heads, capacity, d_head)
+        self._v: torch.Tensor | None = None  # (B, n_heads, capacity, d_head)
+        self._length = 0  # positions filled
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
+        return self._length
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        """The cached keys (B, n_heads, T_past, d_head), or None before the first append."""
+        return None if self._k is None else self._k[:, :, :self._length]
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        """The cached values (B, n_heads, T_past, d_head), or None before the first append."""
+        return None if self._v is None else self._v[:, :, :self._length]
+
+    def _check(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        if not isinstance(k, torch.Tensor) or not isinstance(v, torch.Tensor):
+            raise TypeError(f"k and v must be tensors, got {type(k).__name__} and "
+                            f"{type(v).__name__}")
+        if k.dim() != 4 or k.shape != v.shape:
+            raise ValueError(f"k and v must both have shape (B, n_heads, T_new, d_head), got "
+                             f"{tuple(k.shape)} and {tuple(v.shape)}")
+        if self._k is not None and (k.shape[:2] != self._k.shape[:2]
+                                    or k.shape[3] != self._k.shape[3]):
+            B, nh, _, hs = self._k.shape
+            raise ValueError(f"k must have shape (B={B}, n_heads={nh}, T_new, d_head={hs}) like "
+                             f"the cached keys, got {tuple(k.shape)}")
+        if self.max_len is not None and self._length + k.shape[2] > self.max_len:
+            raise ValueError(f"the cache holds at most max_len={self.max_len} positions; "
+                             f"{self._length} cached + {k.shape[2]} new is too many")
+
+    def _grow(self, k: torch.Tensor, needed: int) -> None:
+        """Allocate a larger buffer and copy the cached part into it."""
+        old = 0 if self._k is None else self._k.shape[2]
+        capacity = self.max_len or max(needed, 2 * old)
+        B, nh, _, hs = k.shape
+        new_k = k.new_empty(B, nh, capacity, hs)  # (B, nh, capacity, hs)
+        new_v = k.new_empty(B, nh, capacity, hs)
+        if self._k is not None:
+            new_k[:, :, :self._length] = self.k
+            new_v[:, :, :self._length] = self.v
+        self._k, self._v = new_k, new_v
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add the new tokens' k, v (B, n_heads, T_new, d_head); return all keys and values."""
-        if self.k is not None:
-            k = torch.cat([self.k, k], dim=2)  # (B, n_heads, T_past + T_new, d_head)
-            v = torch.cat([self.v, v], dim=2)
-        self.k, self.v = k, v
-        return k, v
+        """Add the new tokens' k, v (B, n_heads, T_new, d_head); return all keys and values,
+        each (B, n_heads, T_past + T_new, d_head)."""
+        self._check(k, v)
+        start, stop = self._length, self._length + k.shape[2]
+        if self._k is None or stop > self._k.shape[2]:
+            self._grow(k, stop)
+        self._k[:, :, start:stop] = k
+        self._v[:, :, start:stop] = v
+        self._length = stop
+        return self.k, self.v
+
+
+def _check_mha_inputs(query, key, value, d_model, mask, cache, is_causal) -> None:
+    """The checks of ``MultiHeadAttention.forward``, each error naming the argument."""
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
+    if query.dim() != 3 or query.shape[-1] != d_model or key.shape != value.shape:
+        raise ValueError(f"need query (B, T_q, {d_model}) and key, value of equal shape "
+                         f"(B, T_k, {d_model}), got {tuple(query.shape)}, "
+                         f"{tuple(key.shape)}, {tuple(value.shape)}")
+    if key.dim() != 3 or key.shape[0] != query.shape[0] or key.shape[-1] != d_model:
+        raise ValueError(f"key must be (B={query.shape[0]}, T_k, {d_model}) like query, got "
+                         f"{tuple(key.shape)}")
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool):
+        raise TypeError(f"mask must be a bool tensor (True = may attend), got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    if is_causal and mask is not None:
+        raise ValueError("give either mask or is_causal=True, not both")
+    if cache is not None and not isinstance(cache, KVCache):
+        raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
 
 
 class MultiHeadAttention(nn.Module):
@@ -110,6 +189,9 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
+        check_positive_int(d_model, "d_model")
+        check_positive_int(n_heads, "n_heads")
+        check_real(dropout, "dropout", 0.0, 1.0, high_open=True)
         if d_model % n_heads != 0:
             raise ValueError(f"d_model must be divisible by n_heads, got {d_model} and {n_heads}")
         self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
@@ -125,7 +207,8 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                need_weights: bool = False,
+                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from query (B, T_q, d_model) to key and value (B, T_k, d_model).
 
         Args:
@@ -134,26 +217,30 @@ class MultiHeadAttention(nn.Module):
                 to everything it holds.
             need_weights: also return the weights (B, n_heads, T_q, T_k); otherwise PyTorch's
                 fused ``scaled_dot_product_attention`` (the same function, tested) is used.
+            is_causal: apply ``causal_mask(T_q, T_k)`` without building it (``mask`` must then
+                be None), so that the fused function can pick its causal kernels.
 
         Returns:
             ``(out, weights)``: out (B, T_q, d_model); weights or None.
         """
-        if query.dim() != 3 or query.shape[-1] != self.d_model or key.shape != value.shape:
-            raise ValueError(f"need query (B, T_q, {self.d_model}) and key, value of equal shape "
-                             f"(B, T_k, {self.d_model}), got {tuple(query.shape)}, "
-                             f"{tuple(key.shape)}, {tuple(value.shape)}")
+        _check_mha_inputs(query, key, value, self.d_model, mask, cache, is_causal)
         q = self.split_heads(self.q_proj(query))  # (B, nh, T_q, hs)
         k = self.split_heads(self.k_proj(key))  # (B, nh, T_k, hs)
         v = self.split_heads(self.v_proj(value))
         if cache is not None:
             k, v = cache.append(k, v)
         dropout_p = self.dropout if self.training else 0.0
+        T_q, T_k = q.shape[2], k.shape[2]
+        if is_causal and (need_weights or T_q != T_k):
+            # PyTorch's is_causal puts the queries at the first T_q positions, but after cached
+            # keys they are the last T_q: build the mask (and for our attention, which needs one)
+            mask, is_causal = causal_mask(T_q, T_k, device=q.device), False
         if need_weights:
             out, weights = attention(q, k, v, mask, dropout_p)
         else:
             out, weights = nn.functional.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p), None
-        B, _, T_q, _ = out.shape
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal), None
+        B = out.shape[0]
         out = out.transpose(1, 2).reshape(B, T_q, self.d_model)  # (B, T_q, d_model)
         return self.out_proj(out), weights
 
@@ -182,7 +269,9 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
     of columns is a clock turning at its own speed, from one radian per position down to
     1/10000. Computed in float64, returned as float32.
     """
-    if n_positions < 1 or d_model < 2 or d_model % 2:
+    check_positive_int(n_positions, "n_positions")
+    check_positive_int(d_model, "d_model", minimum=2)
+    if d_model % 2:
         raise ValueError(f"need n_positions >= 1 and an even d_model >= 2, got "
                          f"{n_positions} and {d_model}")
     pos = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
@@ -191,6 +280,14 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(pos * freq)
     pe[:, 1::2] = torch.cos(pos * freq)
     return pe.float()
+
+
+def _check_positions(x: torch.Tensor, start: int, d_model: int) -> None:
+    """x must be (B, T, d_model) and start a position >= 0."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"x must have shape (B, T, {d_model}), got "
+                         f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+    check_positive_int(start, "start", minimum=0)
 
 
 class SinusoidalPositions(nn.Module):
@@ -202,6 +299,7 @@ class SinusoidalPositions(nn.Module):
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """x (B, T, d_model) -> x plus the encodings of positions start .. start + T - 1."""
+        _check_positions(x, start, self.pe.shape[1])
         if start + x.shape[1] > len(self.pe):
             raise ValueError(f"positions up to {start + x.shape[1]} requested, "
                              f"max_len is {len(self.pe)}")
@@ -213,10 +311,13 @@ class LearnedPositions(nn.Module):
 
     def __init__(self, max_len: int, d_model: int):
         super().__init__()
+        check_positive_int(max_len, "max_len")
+        check_positive_int(d_model, "d_model")
         self.embed = nn.Embedding(max_len, d_model)
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """x (B, T, d_model) -> x plus the embeddings of positions start .. start + T - 1."""
+        _check_positions(x, start, self.embed.embedding_dim)
         if start + x.shape[1] > self.embed.num_embeddings:
             raise ValueError(f"positions up to {start + x.shape[1]} requested, "
                              f"max_len is {self.embed.num_embeddings}")

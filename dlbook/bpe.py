@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from dlbook.text import checked_ids
+from dlbook.utils import check_positive_int
 
 # A word (letters, digits not first, underscores) or a number or a run of punctuation, each
 # with an optional leading space; or whitespace. Every character falls into one alternative.
@@ -29,6 +30,8 @@ CHUNK = re.compile(r" ?[^\W\d]\w*| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+")
 
 def chunks(text: str) -> list[str]:
     """Cut text into the pieces merges may not cross; ``"".join(chunks(t)) == t``."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     return CHUNK.findall(text)
 
 
@@ -51,6 +54,9 @@ def learn_merges(text: str, n_merges: int) -> list[tuple[str, str]]:
     Pair counts are kept up to date incrementally: a merge only rewrites the chunks that contain
     the merged pair, so each merge costs time proportional to those chunks, not to the corpus.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_positive_int(n_merges, "n_merges", minimum=0)
     words = Counter(chunks(text))  # chunk -> how often it occurs
     seqs = [list(w) for w in words]
     freq = list(words.values())
@@ -105,7 +111,8 @@ class BPETokenizer:
         if not isinstance(text, str) or not text:
             raise ValueError(f"text must be a non-empty str, got {type(text).__name__}")
         chars = sorted(set(text))
-        if not isinstance(vocab_size, int) or vocab_size < len(chars):
+        check_positive_int(vocab_size, "vocab_size")
+        if vocab_size < len(chars):
             raise ValueError(f"vocab_size must be an int >= the {len(chars)} distinct "
                              f"characters of the text, got {vocab_size!r}")
         return cls(chars, learn_merges(text, vocab_size - len(chars)))

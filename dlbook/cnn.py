@@ -15,17 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlbook.utils import check_int, check_positive_int
+
 IntPair = Union[int, tuple[int, int]]
 
 
 def _pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
     """``value`` as a pair of ints, each at least ``minimum``."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+    if len(pair) != 2:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return pair
+    return tuple(check_positive_int(v, name, minimum) for v in pair)
 
 
 def _check_image(x: torch.Tensor, name: str = "x") -> None:
@@ -37,6 +37,10 @@ def _check_image(x: torch.Tensor, name: str = "x") -> None:
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
     """Output length along one axis: ``floor((size + 2 padding - kernel_size) / stride) + 1``."""
+    check_positive_int(size, "size")
+    check_positive_int(kernel_size, "kernel_size")
+    check_positive_int(stride, "stride")
+    check_positive_int(padding, "padding", minimum=0)
     if size + 2 * padding < kernel_size:
         raise ValueError(
             f"kernel size {kernel_size} is larger than the padded input size {size + 2 * padding}"
@@ -145,6 +149,8 @@ def col2im(
     Returns:
         Images of shape (B, C, H, W).
     """
+    if not isinstance(cols, torch.Tensor):
+        raise TypeError(f"cols must be a torch.Tensor, got {type(cols).__name__}")
     (kh, kw), (sh, sw) = _pair(kernel_size, "kernel_size", 1), _pair(stride, "stride", 1)
     ph, pw = _pair(padding, "padding", 0)
     h, w = _pair(image_size, "image_size", 1)
@@ -176,6 +182,11 @@ def conv2d_backward(
     ``dW = sum_b dY_b X_b^T``, ``db = sum over b and positions of dY``, ``dX = W^T dY`` and
     ``dx = col2im(dX)``.
     """
+    _check_image(grad_y, "grad_y")
+    _check_conv(x, weight, None, stride, padding)
+    if grad_y.shape[:2] != (x.shape[0], weight.shape[0]):
+        raise ValueError(f"grad_y must have shape (B={x.shape[0]}, C_out={weight.shape[0]}, "
+                         f"H_out, W_out), got {tuple(grad_y.shape)}")
     b, c_out = grad_y.shape[:2]
     kernel = weight.shape[2:]
     cols = im2col(x, kernel, stride, padding)  # recomputed rather than stored: (B, C_in kH kW, L)
@@ -258,6 +269,8 @@ def avg_pool2d(
 def shift_images(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Translate images by (dy, dx) pixels (down and right when positive), filling with zeros."""
     _check_image(x)
+    check_int(dy, "dy")
+    check_int(dx, "dx")
     h, w = x.shape[2:]
     if abs(dy) >= h or abs(dx) >= w:
         raise ValueError(f"shift ({dy}, {dx}) must be smaller than the image size ({h}, {w})")
@@ -272,9 +285,7 @@ class RandomShift(nn.Module):
 
     def __init__(self, max_shift: int = 1):
         super().__init__()
-        if not isinstance(max_shift, int) or max_shift < 0:
-            raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
-        self.max_shift = max_shift
+        self.max_shift = check_positive_int(max_shift, "max_shift", minimum=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.max_shift == 0:
@@ -290,6 +301,16 @@ class RandomShift(nn.Module):
         return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
+def _config_or_default(config, config_class: type):
+    """``config``, or the default ``config_class()`` when None; anything else is a TypeError."""
+    if config is None:
+        return config_class()
+    if not isinstance(config, config_class):
+        raise TypeError(f"config must be a {config_class.__name__} or None, "
+                        f"got {type(config).__name__}")
+    return config
+
+
 @dataclass(frozen=True)
 class LeNetConfig:
     """LeNet-5 (LeCun et al., 1998) scaled to 8x8 digits."""
@@ -301,13 +322,23 @@ class LeNetConfig:
     kernel_size: int = 3  # the paper used 5x5 on 32x32 images; 3x3 (padded) suits 8x8
     image_size: int = 8  # input height and width, divisible by 4 (two 2x2 poolings)
 
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "n_classes", "kernel_size", "image_size"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("channels", "hidden"):
+            if len(getattr(self, name)) != 2:
+                raise ValueError(f"{name} must be a pair of ints, got {getattr(self, name)!r}")
+            for value in getattr(self, name):
+                check_positive_int(value, name)
+
 
 class LeNet(nn.Module):
     """Two (convolution, ReLU, 2x2 max pool) stages, then three dense layers. The paper used
     sigmoid-like units and trainable average pooling; ReLU and max pooling train faster."""
 
-    def __init__(self, config: LeNetConfig = LeNetConfig()):
+    def __init__(self, config: LeNetConfig | None = None):
         super().__init__()
+        config = _config_or_default(config, LeNetConfig)
         if config.image_size % 4:
             raise ValueError(f"image_size must be divisible by 4, got {config.image_size}")
         c1, c2 = config.channels
@@ -346,6 +377,10 @@ class ResNetConfig:
     residual: bool = True  # False drops every skip connection (the paper's "plain" network)
     batch_norm: bool = True  # BatchNorm after every convolution, as in the paper
 
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "n_classes", "width"):
+            check_positive_int(getattr(self, name), name)
+
     @property
     def depth(self) -> int:
         """The number of weight layers (stem convolution, two per block, final linear layer)."""
@@ -382,8 +417,9 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """Stem convolution, stages of basic blocks, global average pooling, one linear layer."""
 
-    def __init__(self, config: ResNetConfig = ResNetConfig()):
+    def __init__(self, config: ResNetConfig | None = None):
         super().__init__()
+        config = _config_or_default(config, ResNetConfig)
         if not config.blocks_per_stage or min(config.blocks_per_stage) < 1:
             raise ValueError(
                 f"blocks_per_stage must be a non-empty tuple of positive ints, "

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from dlbook.utils import check_positive_int, check_real
+
 PathLike = Union[str, Path]
 
 
@@ -30,11 +32,6 @@ class DigitsSplit:
     train: TensorDataset  # fit the parameters on this
     val: TensorDataset  # choose hyperparameters and when to stop on this
     test: TensorDataset  # report the final number on this, once
-
-
-def _check_count(n: int, name: str = "n", minimum: int = 1) -> None:
-    if not isinstance(n, int) or isinstance(n, bool) or n < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {n!r}")
 
 
 def _check_generator(generator: torch.Generator | None) -> None:
@@ -107,10 +104,9 @@ def make_rings(
     Returns ``x`` of shape (n, 2), float32, and ``y`` of shape (n,), int64 (half of each class,
     rounded down for class 0). ``noise`` is the std of Gaussian noise added to the radius.
     """
-    _check_count(n, minimum=2)
+    check_positive_int(n, "n", minimum=2)
     _check_generator(generator)
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    check_real(noise, "noise", 0.0)
     y = (torch.arange(n) >= n // 2).long()
     # sqrt of a uniform draw spreads points evenly over the area of the disc
     inner = torch.sqrt(torch.rand(n, generator=generator))
@@ -145,13 +141,12 @@ def make_blobs(
 
     Returns ``x`` (n, D) float32 and ``y`` (n,) int64 in 0..K-1.
     """
-    _check_count(n)
+    check_positive_int(n, "n")
     _check_generator(generator)
     c = torch.as_tensor(centers, dtype=torch.float32)
-    if c.dim() != 2 or c.shape[0] < 1:
+    if c.dim() != 2 or c.shape[0] < 1 or c.shape[1] < 1:
         raise ValueError(f"centers must have shape (K, D), got {tuple(c.shape)}")
-    if std <= 0:
-        raise ValueError(f"std must be > 0, got {std}")
+    check_real(std, "std", 0.0, low_open=True)
     y = torch.arange(n) % c.shape[0]
     x = c[y] + std * torch.randn(n, c.shape[1], generator=generator)
     return x, y
@@ -168,13 +163,13 @@ def make_linear_data(
 
     Returns ``x`` (n, D) and ``y`` (n,), both float32, where D is ``len(weight)``.
     """
-    _check_count(n)
+    check_positive_int(n, "n")
     _check_generator(generator)
     w = torch.as_tensor(weight, dtype=torch.float32)
     if w.dim() != 1 or len(w) == 0:
         raise ValueError(f"weight must be a non-empty 1-D sequence, got shape {tuple(w.shape)}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    check_real(bias, "bias")
+    check_real(noise, "noise", 0.0)
     x = torch.randn(n, len(w), generator=generator)
     y = x @ w + bias + noise * torch.randn(n, generator=generator)
     return x, y
@@ -190,10 +185,9 @@ def make_sine_data(
     ``x`` is drawn uniformly, or is the grid ``linspace(0, 1, n)`` when ``evenly_spaced``.
     Returns ``x`` and ``y``, each (n,) float32.
     """
-    _check_count(n)
+    check_positive_int(n, "n")
     _check_generator(generator)
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    check_real(noise, "noise", 0.0)
     x = torch.linspace(0, 1, n) if evenly_spaced else torch.rand(n, generator=generator)
     return x, torch.sin(2 * math.pi * x) + noise * torch.randn(n, generator=generator)
 
@@ -304,7 +298,7 @@ def load_mnist(
         x = x.unsqueeze(1) if as_images else x.flatten(1)  # (N, 1, H, W) or (N, H * W)
         sets.append((x, torch.tensor(labels, dtype=torch.int64)))
     (x, y), test = sets
-    _check_count(val_size, "val_size", minimum=0)
+    check_positive_int(val_size, "val_size", minimum=0)
     if val_size >= len(x):
         raise ValueError(
             f"val_size must be smaller than the {len(x)} training images, got {val_size}")

@@ -41,7 +41,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 from dlbook import scale
 from dlbook.gpt import GPT, GPTConfig
 from dlbook.text import CharCorpus
-from dlbook.utils import get_device, set_seed
+from dlbook.train import (
+    History,
+    TrainConfig,
+    make_optimizer,
+    make_scheduler,
+    train_step,
+    warmup_cosine,
+)
+from dlbook.utils import check_positive_int, get_device, set_seed
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,7 @@ class TokenWindows(Dataset):
     """Windows of ``block_size + 1`` tokens from a 1-D token tensor, as (input, target) pairs."""
 
     def __init__(self, tokens: torch.Tensor, block_size: int, stride: int):
-        if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-            raise ValueError(f"stride must be a positive int, got {stride!r}")
+        check_positive_int(stride, "stride")
         if tokens.dim() != 1 or len(tokens) <= block_size:
             raise ValueError(
                 f"tokens must be 1-D and longer than block_size={block_size}, "
@@ -97,21 +104,37 @@ def _pydoc_corpus() -> CharCorpus:
     return CharCorpus.pydoc()
 
 
+def pydoc_gpt_config(**sizes: Any) -> GPTConfig:
+    """A ``GPTConfig`` for the pydoc corpus's vocabulary, with the given sizes (e.g.
+    ``n_layers=2, d_model=64``); dropout is 0 unless given."""
+    return GPTConfig(vocab_size=len(_pydoc_corpus().vocab), **{"dropout": 0.0, **sizes})
+
+
 @dataclass(frozen=True)
 class CharGPTTask:
-    """A small character GPT (chapter 7's model) on the pydoc text, in windows of T + 1."""
+    """A small character GPT (chapter 7's model) on the pydoc text, in windows of T + 1.
 
-    n_layers: int = 2  # Transformer blocks
-    d_model: int = 64  # width
-    n_heads: int = 4  # attention heads
-    block_size: int = 64  # T, characters of context per example
-    dropout: float = 0.0  # dropout on attention and residual branches
+    The model's own config says everything about it; its ``block_size`` is the window length.
+    """
+
+    model: GPTConfig = field(default_factory=lambda: pydoc_gpt_config(
+        n_layers=2, d_model=64, n_heads=4, block_size=64))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, GPTConfig):
+            raise TypeError(f"model must be a GPTConfig, got {type(self.model).__name__}")
+
+    @property
+    def block_size(self) -> int:
+        """The context length T (characters per example), read from the model's config."""
+        return self.model.block_size
 
     def build_model(self) -> nn.Module:
-        corpus = _pydoc_corpus()
-        return GPT(GPTConfig(vocab_size=len(corpus.vocab), block_size=self.block_size,
-                             n_layers=self.n_layers, n_heads=self.n_heads,
-                             d_model=self.d_model, dropout=self.dropout))
+        n_chars = len(_pydoc_corpus().vocab)
+        if self.model.vocab_size != n_chars:
+            raise ValueError(f"model.vocab_size must be the corpus's {n_chars} characters, "
+                             f"got {self.model.vocab_size}")
+        return GPT(self.model)
 
     def dataset(self) -> Dataset:
         # Non-overlapping windows: one epoch reads every training character once.
@@ -146,24 +169,21 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "micro_batch", "accum", "base_batch"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        scale.warmup_cosine(0, self.warmup, self.steps)  # checks 0 <= warmup <= steps
+        warmup_cosine(0, self.warmup, self.steps)  # checks 0 <= warmup <= steps
         scale.amp_dtype(torch.device("cpu"), self.precision)  # checks the precision's name
         if self.resume and not self.checkpoint:
             raise ValueError("resume=True needs a checkpoint path, got none")
 
 
 @dataclass
-class RunResult:
-    """What a run returns (from rank 0)."""
+class RunResult(History):
+    """What a run returns (from rank 0): the book's ``History`` of its steps (``step_loss``,
+    averaged over processes; ``lr``; ``seconds``, the training steps alone) and more."""
 
-    losses: list = field(default_factory=list)  # loss averaged over processes, per step
-    lrs: list = field(default_factory=list)  # learning rate used at each step
     state_dict: dict = field(default_factory=dict)  # final parameters
-    seconds: float = 0.0  # wall time of the training steps alone
     examples: int = 0  # examples processed by all processes together
     world_size: int = 1
     start_step: int = 0  # first step of this run (0 unless resumed)
@@ -193,9 +213,10 @@ def effective_batch(config: RunConfig, world_size: int) -> int:
 
 
 def _optimizer(model: nn.Module, config: RunConfig, lr: float) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    """The book's optimizer (``dlbook.train.make_optimizer``): decay on matrices only."""
+    recipe = TrainConfig(lr=lr, optimizer=config.optimizer, weight_decay=config.weight_decay,
+                         momentum=0.9)
+    return make_optimizer(model, recipe)
 
 
 def _loader(dataset: Dataset, config: RunConfig, rank: int, world_size: int) -> DataLoader:
@@ -262,7 +283,7 @@ def _build(task: Any, config: RunConfig, world_size: int, device: torch.device) 
         model = DistributedDataParallel(model, device_ids=device_ids)
     lr = scale.scaled_lr(config.base_lr, effective_batch(config, world_size), config.base_batch)
     optimizer = _optimizer(model, config, lr)
-    scheduler = scale.make_scheduler(optimizer, config.warmup, config.steps)
+    scheduler = make_scheduler(optimizer, config.warmup, config.steps)
     dtype = scale.amp_dtype(device, config.precision)
     return model, optimizer, scheduler, dtype, scale.make_grad_scaler(device, dtype), fingerprint
 
@@ -301,18 +322,17 @@ def train(
     start = time.perf_counter()
     for step in range(start_step + 1, stop + 1):
         position, batches = _take(stream, config.accum, device)
-        result.lrs.append(scheduler.get_last_lr()[0])
-        loss = scale.accumulation_step(model, optimizer, batches, task.loss, dtype=dtype,
-                                       scaler=scaler)
+        result.lr.append(scheduler.get_last_lr()[0])
+        loss = train_step(model, optimizer, batches, task.loss, dtype=dtype, scaler=scaler)
         scheduler.step()
-        result.losses.append(_mean_over_processes(loss, world_size))
+        result.step_loss.append(_mean_over_processes(loss, world_size))
         due = step == stop or (config.save_every > 0 and step % config.save_every == 0)
         if config.checkpoint and due:
             state = scale.training_state(model, optimizer, step=step, data_position=position,
                                          scheduler=scheduler, scaler=scaler)
             _save(config.checkpoint, state, fingerprint, rank, world_size)
     result.seconds = time.perf_counter() - start
-    result.examples = effective_batch(config, world_size) * len(result.losses)
+    result.examples = effective_batch(config, world_size) * len(result.step_loss)
     unwrapped = getattr(model, "module", model)  # the model inside DDP
     result.state_dict = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
     return result
@@ -388,8 +408,7 @@ def launch(task: Any, config: RunConfig, nproc: int = 2, *, threads: int = 1,
     or one GPU when CUDA is used (``device_type``: None follows ``get_device()``, ``"cpu"``
     forces gloo on the CPU). Raises ``TimeoutError`` after ``timeout_s`` seconds.
     """
-    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
-        raise ValueError(f"nproc must be a positive int, got {nproc!r}")
+    check_positive_int(nproc, "nproc")
     if rank_device(0, device_type).type == "cuda" and nproc > torch.cuda.device_count():
         raise ValueError(f"NCCL needs one GPU per process: nproc={nproc}, GPUs="
                          f"{torch.cuda.device_count()}; pass device_type='cpu' to use gloo")
@@ -452,8 +471,8 @@ def main(argv: Sequence[str] | None = None) -> RunResult | None:
         result = launch(task, config, args.nproc, threads=args.threads, device_type=args.device)
     if result is not None:
         print(f"world size {result.world_size}: steps {result.start_step}-"
-              f"{result.start_step + len(result.losses)}, loss {result.losses[0]:.4f} -> "
-              f"{result.losses[-1]:.4f}, {result.examples / result.seconds:.0f} examples/s")
+              f"{result.start_step + len(result.step_loss)}, loss {result.step_loss[0]:.4f} -> "
+              f"{result.step_loss[-1]:.4f}, {result.examples / result.seconds:.0f} examples/s")
     return result
 
 

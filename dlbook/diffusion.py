@@ -1,7 +1,8 @@
 """Denoising diffusion: noise schedules, the forward process, the noise-prediction loss, DDPM and
 DDIM sampling, two small denoisers (an MLP for 2-D points, a U-Net for 8x8 digits) and a
-sliced Wasserstein distance to measure samples against data. The training loop is in
-``dlbook.train_diffusion``.
+sliced Wasserstein distance to measure samples against data, and ``train_denoiser`` (through
+``dlbook.train.fit``). Chapter 8's digit generator (its recipe and checkpoint) is in
+``dlbook.digits``.
 
 Notation follows Ho et al. (2020): ``beta_t`` is the variance added at step t,
 ``alpha_t = 1 - beta_t`` and ``alpha_bar_t = prod_{s <= t} alpha_s``. The code indexes steps
@@ -20,6 +21,15 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dlbook.train import History, Schedule, TrainConfig, fit
+from dlbook.utils import (
+    check_ids,
+    check_int,
+    check_positive_int,
+    check_real,
+    model_device,
+)
 
 SCHEDULES = ("linear", "cosine")
 
@@ -44,9 +54,9 @@ def make_betas(config: DiffusionConfig) -> torch.Tensor:
     Cosine: ``alpha_bar(t) = f(t) / f(0)`` with ``f(t) = cos^2((t / T + s) / (1 + s) * pi / 2)``
     and ``beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}`` (their Eq. 17).
     """
-    T = config.n_steps
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-        raise ValueError(f"n_steps must be an int >= 1, got {T!r}")
+    if not isinstance(config, DiffusionConfig):
+        raise TypeError(f"config must be a DiffusionConfig, got {type(config).__name__}")
+    T = check_positive_int(config.n_steps, "n_steps")
     if config.schedule == "linear":
         scale = 1000 / T
         start, end = config.beta_start * scale, config.beta_end * scale
@@ -153,8 +163,12 @@ def diffusion_loss(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule,
         p_uncond: probability of replacing a label with the null label ``model.config.n_classes``,
             which trains the unconditional model used by classifier-free guidance.
     """
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ValueError(f"p_uncond must be in [0, 1], got {p_uncond!r}")
+    check_real(p_uncond, "p_uncond", 0.0, 1.0)
+    if not isinstance(x0, torch.Tensor) or x0.dim() < 2:
+        raise ValueError(f"x0 must be a (B, ...) tensor, got {getattr(x0, 'shape', x0)!r}")
+    if y is not None and (not isinstance(y, torch.Tensor) or tuple(y.shape) != x0.shape[:1]):
+        raise ValueError(f"y must be a ({x0.shape[0]},) tensor of labels like x0's batch, got "
+                         f"{tuple(getattr(y, 'shape', ())) or type(y).__name__}")
     B, device = x0.shape[0], x0.device
     where = generator.device if generator is not None else device
     t = torch.randint(0, schedule.n_steps, (B,), generator=generator, device=where).to(device)
@@ -170,6 +184,7 @@ def predict_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor,
     """eps_theta(x_t, t), with classifier-free guidance when ``guidance != 1`` (Ho & Salimans,
     2022, Eq. 6 written with w = guidance - 1): ``eps_uncond + guidance (eps_cond - eps_uncond)``.
     """
+    check_real(guidance, "guidance", 0.0)
     if y is None or guidance == 1.0:
         return model(x, t, y)
     null = torch.full_like(y, model.config.n_classes)
@@ -179,17 +194,19 @@ def predict_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor,
 
 
 def _check_sampling(model, shape, schedule, y, guidance) -> torch.device:
-    if not isinstance(shape, tuple) or not shape or not all(
-            isinstance(n, int) and n >= 1 for n in shape):
+    if not isinstance(shape, tuple) or not shape:
         raise ValueError(f"shape must be a tuple of positive ints (B, ...), got {shape!r}")
+    for n in shape:
+        check_positive_int(n, "every size in shape")
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     if y is not None and (y.dtype != torch.int64 or tuple(y.shape) != shape[:1]):
         raise ValueError(f"y must be an int64 tensor of shape ({shape[0]},), got "
                          f"{y.dtype} {tuple(y.shape)}")
     if y is not None and getattr(model.config, "n_classes", None) is None:
         raise ValueError("labels y were given, but the model is not class-conditional")
-    if guidance < 0:
-        raise ValueError(f"guidance must be >= 0, got {guidance!r}")
-    return next(model.parameters()).device
+    check_real(guidance, "guidance", 0.0)
+    return model_device(model)
 
 
 def _x0_from_eps(x, eps, ab, clip):
@@ -243,10 +260,8 @@ def ddim_steps(model: nn.Module, shape: tuple, schedule: NoiseSchedule, n_steps:
     deterministic given x_T; eta = 1 matches DDPM's variance.
     """
     device = _check_sampling(model, shape, schedule, y, guidance)
-    if not isinstance(n_steps, int) or not 1 <= n_steps <= schedule.n_steps:
-        raise ValueError(f"n_steps must be an int in [1, {schedule.n_steps}], got {n_steps!r}")
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta!r}")
+    check_int(n_steps, "n_steps", 1, schedule.n_steps)
+    check_real(eta, "eta", 0.0)
     s = schedule.to(device)
     times = torch.linspace(s.n_steps - 1, 0, n_steps, dtype=torch.float64).round().long().tolist()
     x = _randn(shape, generator, device)
@@ -277,11 +292,21 @@ def ddim_sample(model: nn.Module, shape: tuple, schedule: NoiseSchedule, n_steps
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal features of the step, as the Transformer's positions (Vaswani et al., 2017):
     ``[sin(t w_k), cos(t w_k)]`` with ``w_k = 10000^(-k / (dim / 2))``. t: (B,) -> (B, dim)."""
+    check_positive_int(dim, "dim", minimum=2)
     if dim % 2:
         raise ValueError(f"dim must be even, got {dim}")
+    if not isinstance(t, torch.Tensor) or t.dim() != 1:
+        raise ValueError(f"t must be a (B,) tensor of steps, got {getattr(t, 'shape', t)!r}")
     freqs = torch.exp(-math.log(10000) * torch.arange(dim // 2, device=t.device) / (dim // 2))
     angles = t.float()[:, None] * freqs[None]  # (B, dim / 2)
     return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def _check_denoiser_steps(t: torch.Tensor, x: torch.Tensor) -> None:
+    """A denoiser's steps t must be one per example: shape (B,) for x (B, ...)."""
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != x.shape[:1]:
+        raise ValueError(f"t must be a ({x.shape[0]},) tensor of steps, one per example of x, "
+                         f"got {tuple(getattr(t, 'shape', ())) or type(t).__name__}")
 
 
 @dataclass(frozen=True)
@@ -294,12 +319,22 @@ class MLPDenoiserConfig:
     time_dim: int = 32  # size of the sinusoidal step embedding
     n_classes: int | None = None  # unconditional; kept for the common denoiser interface
 
+    def __post_init__(self) -> None:
+        for name in ("data_dim", "hidden", "n_blocks", "time_dim"):
+            check_positive_int(getattr(self, name), name)
+        if self.time_dim % 2:
+            raise ValueError(f"time_dim must be even, got {self.time_dim}")
+
 
 class MLPDenoiser(nn.Module):
     """eps_theta(x, t) for points: the step embedding is added to the input of every block."""
 
-    def __init__(self, config: MLPDenoiserConfig = MLPDenoiserConfig()):
+    def __init__(self, config: MLPDenoiserConfig | None = None):
         super().__init__()
+        config = MLPDenoiserConfig() if config is None else config
+        if not isinstance(config, MLPDenoiserConfig):
+            raise TypeError(f"config must be an MLPDenoiserConfig or None, "
+                            f"got {type(config).__name__}")
         self.config = config
         h = config.hidden
         self.embed_x = nn.Linear(config.data_dim, h)
@@ -313,6 +348,7 @@ class MLPDenoiser(nn.Module):
         """Points (B, data_dim) and steps (B,) -> predicted noise (B, data_dim)."""
         if x.dim() != 2 or x.shape[1] != self.config.data_dim:
             raise ValueError(f"x must have shape (B, {self.config.data_dim}), got {tuple(x.shape)}")
+        _check_denoiser_steps(t, x)
         if y is not None:
             raise ValueError("MLPDenoiser is unconditional; y must be None")
         temb = self.embed_t(timestep_embedding(t, self.config.time_dim))  # (B, hidden)
@@ -333,6 +369,18 @@ class UNetConfig:
     emb_dim: int = 64  # size of the step (and class) embedding
     groups: int = 8  # GroupNorm groups; must divide both channel counts
     n_classes: int | None = 10  # None for unconditional; label n_classes means "no label"
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "image_size", "emb_dim", "groups"):
+            check_positive_int(getattr(self, name), name)
+        if len(self.channels) != 2:
+            raise ValueError(f"channels must be a pair of ints, got {self.channels!r}")
+        for value in self.channels:
+            check_positive_int(value, "channels")
+        if self.emb_dim % 2:
+            raise ValueError(f"emb_dim must be even, got {self.emb_dim}")
+        if self.n_classes is not None:
+            check_positive_int(self.n_classes, "n_classes")
 
 
 class ResBlock(nn.Module):
@@ -357,8 +405,11 @@ class TinyUNet(nn.Module):
     """eps_theta(x, t, y) for small images: a block at full resolution, a strided convolution
     down, a block at half resolution, then back up with skip connections (concatenated)."""
 
-    def __init__(self, config: UNetConfig = UNetConfig()):
+    def __init__(self, config: UNetConfig | None = None):
         super().__init__()
+        config = UNetConfig() if config is None else config
+        if not isinstance(config, UNetConfig):
+            raise TypeError(f"config must be a UNetConfig or None, got {type(config).__name__}")
         c1, c2 = config.channels
         if c1 % config.groups or c2 % config.groups or config.image_size % 2:
             raise ValueError(f"groups must divide channels and image_size must be even, got "
@@ -384,6 +435,9 @@ class TinyUNet(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != (c.in_channels, n, n):
             raise ValueError(f"x must have shape (B, {c.in_channels}, {n}, {n}), "
                              f"got {tuple(x.shape)}")
+        _check_denoiser_steps(t, x)
+        if y is not None and self.embed_y is not None:
+            check_ids(y, c.n_classes + 1, "y", dim=1)  # label n_classes is the null label
         emb = self.embed_t(timestep_embedding(t, c.emb_dim))  # (B, emb_dim)
         if self.embed_y is not None:
             emb = emb + self.embed_y(torch.full_like(t, c.n_classes) if y is None else y)
@@ -408,8 +462,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 25
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must be (N, D) and (M, D) with the same D, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
-    if n_projections < 1:
-        raise ValueError(f"n_projections must be >= 1, got {n_projections}")
+    check_positive_int(n_projections, "n_projections")
     a, b = a.double(), b.double().to(a.device)
     dirs = _randn((a.shape[1], n_projections), generator, a.device).double()
     dirs = dirs / dirs.norm(dim=0, keepdim=True)  # unit columns: (D, P)
@@ -418,3 +471,56 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 25
     qa = (a @ dirs).sort(dim=0).values[(levels * a.shape[0]).long()]  # quantiles: (n, P)
     qb = (b @ dirs).sort(dim=0).values[(levels * b.shape[0]).long()]
     return ((qa - qb) ** 2).mean().sqrt().item()
+
+
+# ----- training a denoiser
+
+
+@dataclass(frozen=True)
+class DenoiserTrainConfig:
+    """Minibatch training of a denoiser: AdamW and a cosine decay of the learning rate to 0."""
+
+    training: TrainConfig = TrainConfig(steps=2000, batch_size=256, lr=2e-3, optimizer="adamw",
+                                        schedule=Schedule(min_ratio=0.0))
+    # the loop: steps, examples per step (drawn with replacement), AdamW, schedule, seed
+    p_uncond: float = 0.1  # label dropout for classifier-free guidance (ignored without labels)
+
+    def __post_init__(self):
+        if not isinstance(self.training, TrainConfig):
+            raise TypeError(f"training must be a TrainConfig, got {type(self.training).__name__}")
+        if self.training.steps is None:
+            raise ValueError("training.steps must be set: examples are drawn without end")
+        if not 0.0 <= self.p_uncond <= 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1], got {self.p_uncond!r}")
+
+
+def random_indices(n: int, batch_size: int, generator: torch.Generator,
+                   device: torch.device) -> Iterator[torch.Tensor]:
+    """An endless stream of ``batch_size`` example indices in [0, n), drawn with replacement."""
+    while True:
+        yield torch.randint(0, n, (batch_size,), generator=generator).to(device)
+
+
+def train_denoiser(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule,
+                   config: DenoiserTrainConfig = DenoiserTrainConfig(),
+                   y: torch.Tensor | None = None) -> History:
+    """Minimize ``diffusion_loss`` on data x0 (N, ...) with labels y (N,) or None, on the
+    model's device, with ``dlbook.train.fit``. Returns the History (``step_loss``: every step)."""
+    if not isinstance(config, DenoiserTrainConfig):
+        raise TypeError(f"config must be a DenoiserTrainConfig, got {type(config).__name__}")
+    if y is not None and (y.shape != x0.shape[:1] or y.dtype != torch.int64):
+        raise ValueError(f"y must be an int64 tensor of shape ({x0.shape[0]},), got "
+                         f"{y.dtype} {tuple(y.shape)}")
+    device = next(model.parameters()).device
+    x0, y, schedule = x0.to(device), None if y is None else y.to(device), schedule.to(device)
+    gen = torch.Generator().manual_seed(config.training.seed)  # batches, steps and noise
+
+    def loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        # a random step and fresh noise for every example: one Monte Carlo term of L_simple each
+        return diffusion_loss(model, x0[idx], schedule, None if y is None else y[idx],
+                              config.p_uncond, generator=gen)
+
+    batches = random_indices(x0.shape[0], config.training.batch_size, gen, device)
+    history = fit(model, batches, loss, config.training, desc="denoiser")
+    model.eval()
+    return history

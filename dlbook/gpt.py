@@ -9,15 +9,31 @@ so that each new token costs one token's worth of computation. ``count_parameter
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from dlbook.attention import KVCache, LearnedPositions, causal_mask
-from dlbook.sampling import sample_next
+from dlbook.attention import KVCache, LearnedPositions
+from dlbook.checkpoint import load_checkpoint, save_checkpoint, shipped_checkpoint
+from dlbook.rnn import CharLSTM, CharLSTMConfig
+from dlbook.sampling import check_sampling_options, sample_next
+from dlbook.text import CharCorpus, CharVocab, LMTrainConfig, evaluate_char_lm, train_char_lm
+from dlbook.train import History, Schedule, TrainConfig
 from dlbook.transformer import TransformerBlock
+from dlbook.utils import (  # count_parameters is also dlbook.gpt.count_parameters
+    check_ids,
+    check_int,
+    check_positive_int,
+    check_real,
+    count_parameters,  # noqa: F401
+    set_seed,
+)
 
 
 @dataclass(frozen=True)
@@ -36,15 +52,12 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layers", "n_heads", "d_model"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model must be divisible by n_heads, got {self.d_model} "
                              f"and {self.n_heads}")
         for name in ("dropout", "attn_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+            check_real(getattr(self, name), name, 0.0, 1.0, high_open=True)
 
 
 # GPT-2's four sizes: (n_layers, d_model, n_heads), from Radford et al. (2019), table 2.
@@ -102,19 +115,21 @@ class GPT(nn.Module):
         With ``caches`` (one ``KVCache`` per block), idx holds only the *new* tokens: they sit
         at positions ``len(caches[0])`` onwards and attend to the cached ones too.
         """
-        if idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"idx must be (B, T) int64, got {tuple(idx.shape)} {idx.dtype}")
-        if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"need one KVCache per block ({len(self.blocks)}), got {len(caches)}")
+        check_ids(idx, self.config.vocab_size)
+        if caches is not None and (len(caches) != len(self.blocks)
+                                   or not all(isinstance(c, KVCache) for c in caches)):
+            got = [type(c).__name__ for c in caches] if isinstance(caches, list) else caches
+            raise ValueError(f"caches must be a list of one KVCache per block "
+                             f"({len(self.blocks)}), got {got!r:.80}")
         start = 0 if caches is None else len(caches[0])
         T = idx.shape[1]
         if start + T > self.config.block_size:
             raise ValueError(f"context of {start + T} tokens exceeds block_size "
                              f"{self.config.block_size}")
         x = self.dropout(self.pos_embed(self.tok_embed(idx), start))  # (B, T, C)
-        mask = causal_mask(T, start + T, device=idx.device)  # (T, start + T)
         for i, block in enumerate(self.blocks):
-            x, _ = block(x, mask, cache=None if caches is None else caches[i])
+            # causal self-attention: each position sees itself and the positions before it
+            x, _ = block(x, cache=None if caches is None else caches[i], is_causal=True)
         return self.head(self.ln_final(x))  # (B, T, V)
 
     @torch.no_grad()
@@ -129,26 +144,26 @@ class GPT(nn.Module):
         ``block_size`` tokens; every token's position then shifts at each step, which
         invalidates the cache, so the window is re-read in full. Returns (B, T0 + max_new_tokens).
         """
-        if idx.dim() != 2 or idx.shape[1] < 1:
+        check_ids(idx, self.config.vocab_size)
+        if idx.shape[1] < 1:
             raise ValueError(f"idx must be (B, T0) with T0 >= 1, got {tuple(idx.shape)}")
+        check_int(max_new_tokens, "max_new_tokens", minimum=0)
+        check_sampling_options(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
-        out, caches = idx, None
-        for _ in range(max_new_tokens):
-            if caches is not None and len(caches[0]) < self.config.block_size:
-                logits = self(out[:, -1:], caches)  # (B, 1, V): only the newest token
+        T0, T_max = idx.shape[1], self.config.block_size
+        out = idx.new_empty(idx.shape[0], T0 + max_new_tokens)  # (B, T0 + n): filled in below
+        out[:, :T0] = idx
+        caches = None
+        for t in range(T0, T0 + max_new_tokens):  # t: the position of the token to sample
+            if caches is not None and len(caches[0]) < T_max:
+                logits = self(out[:, t - 1:t], caches)  # (B, 1, V): only the newest token
             else:
-                caches = [KVCache() for _ in self.blocks] if use_cache else None
-                logits = self(out[:, -self.config.block_size:], caches)  # (B, T, V)
-            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
-            out = torch.cat([out, nxt[:, None]], dim=1)
+                caches = [KVCache(T_max) for _ in self.blocks] if use_cache else None
+                logits = self(out[:, max(0, t - T_max):t], caches)  # (B, T, V)
+            out[:, t] = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
         self.train(was_training)
         return out
-
-
-def count_parameters(model: nn.Module) -> int:
-    """The number of distinct parameters; a tied weight (shared by two layers) counts once."""
-    return sum(p.numel() for p in model.parameters())  # parameters() yields each tensor once
 
 
 def gpt_parameter_formula(config: GPTConfig) -> int:
@@ -167,3 +182,163 @@ def meta_gpt(config: GPTConfig) -> GPT:
     """A GPT on the meta device: shapes only, no memory, so even GPT-2 XL builds instantly."""
     with torch.device("meta"):
         return GPT(config)
+
+
+# ----- checkpoints of character-level language models (chapter 7's GPT and its LSTM baseline)
+
+GPT_CHECKPOINT = "gpt_char_pydoc.pt"  # shipped file names, listed in checkpoints/MANIFEST.json
+LSTM_CHECKPOINT = "lstm_char_pydoc.pt"
+CHAR_LM_KIND = "char_lm"
+_CHAR_LMS = {"gpt": (GPT, GPTConfig), "lstm": (CharLSTM, CharLSTMConfig)}
+
+
+def data_fingerprint(data: torch.Tensor) -> str:
+    """A SHA-256 of the ids, to tell whether a validation split is the one measured."""
+    return hashlib.sha256(data.numpy().tobytes()).hexdigest()
+
+
+def _char_lm_from_config(config: dict) -> GPT | CharLSTM:
+    """An untrained model of the architecture and sizes a checkpoint's config records."""
+    architecture = config["model"]
+    if architecture not in _CHAR_LMS:
+        raise ValueError(f"model must be one of {sorted(_CHAR_LMS)}, got {architecture!r}")
+    model_class, config_class = _CHAR_LMS[architecture]
+    return model_class(config_class(**config["model_config"]))
+
+
+def save_char_lm(path: str | Path, model: GPT | CharLSTM, corpus: CharCorpus, *,
+                 block_size: int, eval_windows: int, train_config: Any = None,
+                 summary: dict | None = None, force: bool = False) -> dict:
+    """Save float16 weights, reload them, and record the validation loss they give.
+
+    The record holds the architecture, its config, the vocabulary, ``train_config`` (a
+    dataclass or dict), ``summary`` (steps, seconds, history) and the validation loss on the
+    whole split and on ``eval_windows`` windows of ``block_size``. Returns the record.
+    """
+    names = {cls: name for name, (cls, _) in _CHAR_LMS.items()}
+    if type(model) not in names:
+        raise TypeError(f"model must be a GPT or a CharLSTM, got {type(model).__name__}")
+    if dataclasses.is_dataclass(train_config):
+        train_config = dataclasses.asdict(train_config)
+    state = {k: v.detach().cpu().half() for k, v in model.state_dict().items()}  # 2 bytes each
+    config = {"model": names[type(model)], "model_config": dataclasses.asdict(model.config),
+              "chars": "".join(corpus.vocab.chars)}
+    reloaded = _char_lm_from_config(config)
+    reloaded.load_state_dict({k: v.float() for k, v in state.items()})  # exactly what is saved
+    extra = {"train_config": train_config, **(summary or {}),
+             "val_loss": evaluate_char_lm(reloaded, corpus.val, block_size),  # all of it
+             "val_loss_subset": evaluate_char_lm(reloaded, corpus.val, block_size, eval_windows),
+             "eval_windows": eval_windows, "val_sha256": data_fingerprint(corpus.val)}
+    save_checkpoint(path, kind=CHAR_LM_KIND, config=config, state_dict=state, extra=extra,
+                    force=force)
+    return {**config, **extra}
+
+
+def load_char_lm(path: str | Path | None = None, *, vocab: CharVocab | None = None
+                 ) -> tuple[GPT | CharLSTM, CharVocab, dict]:
+    """Load a character LM checkpoint: the model (float32, eval mode), its vocabulary, and the
+    record (configs, steps, seconds, validation losses).
+
+    Args:
+        path: a file written by :func:`save_char_lm`; None loads the shipped GPT, checked
+            against the manifest first.
+        vocab: the vocabulary the model must use; None means the pydoc corpus's
+            (``CharCorpus.pydoc()``), the one the shipped checkpoints were trained on. A
+            checkpoint with any other vocabulary is refused with a ``ValueError``.
+    """
+    path = shipped_checkpoint(GPT_CHECKPOINT) if path is None else Path(path)
+    saved = load_checkpoint(path, kind=CHAR_LM_KIND)
+    chars = saved.config["chars"]
+    expected = "".join((vocab or CharCorpus.pydoc().vocab).chars)
+    if chars != expected:
+        missing, added = sorted(set(expected) - set(chars)), sorted(set(chars) - set(expected))
+        raise ValueError(f"{path} has a vocabulary of {len(chars)} characters, the corpus has "
+                         f"{len(expected)}: missing {missing!r}, extra {added!r}")
+    if saved.config["model_config"]["vocab_size"] != len(chars):
+        raise ValueError(f"{path} has {len(chars)} characters but a model for "
+                         f"vocab_size={saved.config['model_config']['vocab_size']}")
+    model = _char_lm_from_config(saved.config)
+    model.load_state_dict({k: v.float() for k, v in saved.state_dict.items()})
+    return model.eval(), CharVocab(chars), {**saved.config, **saved.extra}
+
+
+# How the shipped character models were trained (``scripts/train_gpt.py``): AdamW with betas
+# (0.9, 0.99), decay 0.1 on matrices, a 100-step warm-up, a cosine from 2e-3 down to 1e-4.
+SHIPPED_LM_TRAINING = LMTrainConfig(
+    training=TrainConfig(steps=3000, batch_size=32, lr=2e-3, optimizer="adamw",
+                         betas=(0.9, 0.99), weight_decay=0.1, grad_clip=1.0,
+                         schedule=Schedule(warmup_steps=100, min_ratio=0.05), eval_every=200),
+    block_size=None, eval_windows=64)
+
+
+@dataclass(frozen=True)
+class TrainGPTConfig:
+    """A character language model and how it is trained: the model's own config, whose type
+    decides the class (``GPTConfig``: a GPT; ``CharLSTMConfig``: chapter 5's LSTM), and the
+    training loop's. The GPT's context length is its ``block_size``; the LSTM has none, so
+    ``lm.block_size`` gives its window length."""
+
+    model: GPTConfig | CharLSTMConfig  # sizes; vocab_size must match the corpus
+    lm: LMTrainConfig = SHIPPED_LM_TRAINING  # steps, optimizer, schedule, windows, seed
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, (GPTConfig, CharLSTMConfig)):
+            raise TypeError(f"model must be a GPTConfig or a CharLSTMConfig, got "
+                            f"{type(self.model).__name__}")
+        if not isinstance(self.lm, LMTrainConfig):
+            raise TypeError(f"lm must be an LMTrainConfig, got {type(self.lm).__name__}")
+        if isinstance(self.model, CharLSTMConfig) and self.lm.block_size is None:
+            raise ValueError("a CharLSTMConfig has no block_size: set lm.block_size")
+
+    @property
+    def block_size(self) -> int:
+        """The window length T of training and evaluation."""
+        return self.lm.block_size or self.model.block_size
+
+
+def build_char_lm(config: GPTConfig | CharLSTMConfig) -> GPT | CharLSTM:
+    """An untrained GPT or CharLSTM: the type of ``config`` decides which."""
+    if isinstance(config, GPTConfig):
+        return GPT(config)
+    if isinstance(config, CharLSTMConfig):
+        return CharLSTM(config)
+    raise TypeError(f"config must be a GPTConfig or a CharLSTMConfig, got {type(config).__name__}")
+
+
+def train_gpt(config: TrainGPTConfig, corpus: CharCorpus) -> tuple[GPT | CharLSTM, History]:
+    """Seed, build the model ``config.model`` describes and train it on ``corpus`` with
+    ``dlbook.text.train_char_lm``; returns the model and its History."""
+    if not isinstance(config, TrainGPTConfig):
+        raise TypeError(f"config must be a TrainGPTConfig, got {type(config).__name__}")
+    if config.model.vocab_size != len(corpus.vocab):
+        raise ValueError(f"config.model.vocab_size is {config.model.vocab_size}, the corpus has "
+                         f"{len(corpus.vocab)} characters")
+    set_seed(config.lm.training.seed)
+    model = build_char_lm(config.model)
+    return model, train_char_lm(model, corpus, config.lm)
+
+
+def training_from_record(record: dict) -> TrainGPTConfig:
+    """The ``TrainGPTConfig`` that describes a character LM checkpoint's record (``load_char_lm``).
+
+    Records written by ``scripts/train_gpt.py`` hold the nested config itself. The first
+    shipped checkpoints hold a flat one, whose learning rate decayed over the fraction of
+    steps or of a CPU-time budget used; the config gives the same recipe over the steps taken.
+    """
+    model_class = {"gpt": GPTConfig, "lstm": CharLSTMConfig}[record["model"]]
+    model = model_class(**record["model_config"])
+    saved = record["train_config"]
+    if "lm" in saved:  # the nested form
+        training = dict(saved["lm"]["training"])
+        training.update(schedule=Schedule(**training["schedule"]), betas=tuple(training["betas"]))
+        lm = LMTrainConfig(**{**saved["lm"], "training": TrainConfig(**training)})
+        return TrainGPTConfig(model=model, lm=lm)
+    schedule = Schedule(warmup_steps=saved["warmup_steps"], min_ratio=saved["min_lr"] / saved["lr"])
+    training = dataclasses.replace(
+        SHIPPED_LM_TRAINING.training, steps=record["steps"], batch_size=saved["batch_size"],
+        lr=saved["lr"], schedule=schedule, weight_decay=saved["weight_decay"],
+        grad_clip=saved["grad_clip"], eval_every=saved["eval_every"], seed=saved["seed"])
+    block_size = None if model_class is GPTConfig else saved["block_size"]
+    lm = LMTrainConfig(training=training, block_size=block_size,
+                       eval_windows=saved["eval_windows"])
+    return TrainGPTConfig(model=model, lm=lm)

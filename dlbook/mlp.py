@@ -17,6 +17,8 @@ from typing import Union
 import torch
 from torch import nn
 
+from dlbook.utils import check_positive_int, check_real
+
 
 def init_weight(
     fan_in: int, fan_out: int, scheme: Union[str, float] = "he",
@@ -30,11 +32,14 @@ def init_weight(
     fan_out)), the compromise of Glorot and Bengio (2010, eq. 12) for tanh. A float is used as
     the std itself.
     """
+    check_positive_int(fan_in, "fan_in")
+    check_positive_int(fan_out, "fan_out")
     if scheme == "he":
         std = math.sqrt(2.0 / fan_in)
     elif scheme == "glorot":
         std = math.sqrt(2.0 / (fan_in + fan_out))
-    elif isinstance(scheme, (int, float)) and not isinstance(scheme, bool) and scheme >= 0:
+    elif (isinstance(scheme, (int, float)) and not isinstance(scheme, bool)
+          and math.isfinite(scheme) and scheme >= 0):
         std = float(scheme)
     else:
         raise ValueError(f"init must be 'he', 'glorot' or a std >= 0, got {scheme!r}")
@@ -54,6 +59,9 @@ class Linear:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, D_in) -> (B, D_out)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"x must have shape (B, {self.weight.shape[1]}), got "
+                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
         self.x = x  # the backward pass needs the input
         return x @ self.weight.T + self.bias
 
@@ -114,8 +122,7 @@ class Dropout:
     evaluation needs no change. In evaluation mode it is the identity."""
 
     def __init__(self, p: float, generator: torch.Generator | None = None):
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        check_real(p, "dropout probability p", 0.0, 1.0, high_open=True)
         self.p, self.generator, self.training = p, generator, True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,21 +178,25 @@ class MLPConfig:
     init: Union[str, float] = "he"  # weight init: "he", "glorot" or a std (biases start at 0)
 
     def __post_init__(self):
-        if len(self.sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in self.sizes):
+        if len(self.sizes) < 2:
             raise ValueError(f"sizes must list at least two positive widths, got {self.sizes!r}")
+        for size in self.sizes:
+            check_positive_int(size, "every width in sizes")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got "
                              f"{self.activation!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
 
 
 class MLP:
     """F(x) = W_L s(... s(W_1 x + b_1) ...) + b_L, as a list of layers run forward in order and
     backward in reverse order."""
 
-    def __init__(self, config: MLPConfig = MLPConfig(), generator: torch.Generator | None = None,
+    def __init__(self, config: MLPConfig | None = None, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+        config = MLPConfig() if config is None else config  # None: the default sizes
+        if not isinstance(config, MLPConfig):
+            raise TypeError(f"config must be an MLPConfig or None, got {type(config).__name__}")
         self.config = config
         self.layers: list = []
         pairs = list(zip(config.sizes[:-1], config.sizes[1:]))

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from dlbook.utils import check_real
+
 
 def _check_params(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     params = list(params)
@@ -24,15 +26,15 @@ class Optimizer:
     """Common part: the parameters, a step counter, and a check of the gradients' shapes."""
 
     def __init__(self, params: Sequence[torch.Tensor], lr: float, weight_decay: float):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        check_real(lr, "lr", 0.0, low_open=True)
+        check_real(weight_decay, "weight_decay", 0.0)
         self.params = _check_params(params)
         self.lr, self.weight_decay, self.t = lr, weight_decay, 0
 
     def step(self, grads: Sequence[torch.Tensor]) -> None:
         grads = list(grads)
+        if not all(isinstance(g, torch.Tensor) for g in grads):
+            raise TypeError(f"grads must be tensors, got {[type(g).__name__ for g in grads]}")
         if len(grads) != len(self.params):
             raise ValueError(f"expected {len(self.params)} gradients, got {len(grads)}")
         for p, g in zip(self.params, grads):
@@ -61,8 +63,7 @@ class SGD(Optimizer):
     def __init__(self, params: Sequence[torch.Tensor], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params, lr, weight_decay)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
@@ -93,10 +94,10 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
+        check_real(eps, "eps", 0.0, low_open=True)
         self.betas, self.eps = betas, eps
         self.m = [torch.zeros_like(p) for p in self.params]  # first moment of g
         self.v = [torch.zeros_like(p) for p in self.params]  # second moment of g

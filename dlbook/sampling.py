@@ -8,9 +8,18 @@ Holtzman et al., 2020). Chapter 5's LSTM and chapter 7's GPT both sample with ``
 
 from __future__ import annotations
 
-from numbers import Real
-
 import torch
+
+from dlbook.utils import check_positive_int, check_real
+
+
+def check_sampling_options(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise a ValueError or TypeError naming the first bad sampling option."""
+    check_real(temperature, "temperature", 0.0)
+    if top_k is not None:
+        check_positive_int(top_k, "top_k")
+    if top_p is not None:
+        check_real(top_p, "top_p", 0.0, 1.0, low_open=True)
 
 
 def _check_options(logits: torch.Tensor, temperature: float, top_k: int | None,
@@ -21,12 +30,9 @@ def _check_options(logits: torch.Tensor, temperature: float, top_k: int | None,
         raise ValueError(f"logits must be a (B, V) tensor, got {shape!r}")
     if not logits.is_floating_point():
         raise TypeError(f"logits must be floating point, got {logits.dtype}")
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, Real) or not 0.0 < top_p <= 1.0):
-        raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
+    if logits.shape[1] < 1:
+        raise ValueError(f"logits must have at least one token, got shape {tuple(logits.shape)}")
+    check_sampling_options(temperature, top_k, top_p)
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,

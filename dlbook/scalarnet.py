@@ -11,14 +11,16 @@ import random
 from typing import Sequence
 
 from dlbook.autograd import Number, Value
+from dlbook.utils import check_positive_int, check_real
 
 
 class Neuron:
     """``tanh(w . x + b)``, or ``w . x + b`` when ``linear``; weights start uniform in [-1, 1]."""
 
     def __init__(self, n_inputs: int, rng: random.Random, linear: bool = False):
-        if not isinstance(n_inputs, int) or n_inputs < 1:
-            raise ValueError(f"n_inputs must be a positive int, got {n_inputs!r}")
+        check_positive_int(n_inputs, "n_inputs")
+        if not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
         self.w = [Value(rng.uniform(-1, 1), label=f"w{i}") for i in range(n_inputs)]
         self.b = Value(0.0, label="b")
         self.linear = linear
@@ -37,8 +39,10 @@ class ScalarMLP:
     """Layers of neurons: ``sizes = [2, 8, 1]`` is 2 inputs, 8 tanh units, 1 linear output."""
 
     def __init__(self, sizes: Sequence[int], seed: int = 0):
-        if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
+        if len(sizes) < 2:
             raise ValueError(f"sizes must be at least two positive ints, got {list(sizes)!r}")
+        for size in sizes:
+            check_positive_int(size, "every size in sizes")
         rng = random.Random(seed)
         last = len(sizes) - 2
         self.layers = [[Neuron(n_in, rng, linear=(i == last)) for _ in range(n_out)]
@@ -55,7 +59,6 @@ class ScalarMLP:
 
 def sgd_step(params: Sequence[Value], lr: float) -> None:
     """Move every parameter a step of size ``lr`` against its gradient."""
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    check_real(lr, "lr", 0.0, low_open=True)
     for p in params:
         p.data -= lr * p.grad

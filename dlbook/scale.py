@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
-import io
 import json
-import math
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-CHECKPOINT_MAGIC = b"DLBOOK-CHECKPOINT\n"
-CHECKPOINT_VERSION = 1
+from dlbook import checkpoint
+
+# The schedule and the step are the book's one training recipe, kept in dlbook.train; they are
+# re-exported here because chapter 9 uses them as scale.warmup_cosine and scale.accumulation_step.
+from dlbook.train import make_scheduler, warmup_cosine  # noqa: F401
+from dlbook.train import train_step as accumulation_step  # noqa: F401
+from dlbook.utils import check_positive_int
 
 
 def training_flops(n_params: float, n_tokens: float) -> float:
@@ -74,39 +74,8 @@ def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 256) -> fl
     if base_lr <= 0:
         raise ValueError(f"base_lr must be positive, got {base_lr!r}")
     for name, value in (("batch_size", batch_size), ("base_batch_size", base_batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     return base_lr * batch_size / base_batch_size
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> float:
-    """Learning-rate multiplier: linear warm-up, then cosine decay to ``min_ratio``.
-
-    The warm-up ramps from 1/warmup_steps to 1 over the first ``warmup_steps`` steps, which
-    keeps the large early updates of a large batch from diverging (Goyal et al., 2017, 2.2).
-    """
-    if not 0 <= warmup_steps <= total_steps or total_steps <= 0:
-        raise ValueError(
-            f"need 0 <= warmup_steps <= total_steps and total_steps > 0, "
-            f"got warmup_steps={warmup_steps}, total_steps={total_steps}"
-        )
-    if not 0.0 <= min_ratio <= 1.0:
-        raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio!r}")
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.1
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` following :func:`warmup_cosine`; call ``step()`` once per optimizer step."""
-    warmup_cosine(0, warmup_steps, total_steps, min_ratio)  # validates the arguments
-    schedule = functools.partial(
-        warmup_cosine, warmup_steps=warmup_steps, total_steps=total_steps, min_ratio=min_ratio
-    )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
@@ -144,50 +113,6 @@ def make_grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.a
     bfloat16 has float32's exponent range, so its small gradients do not underflow.
     """
     return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-
-def accumulation_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    micro_batches: Iterable[Any],
-    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
-    *,
-    dtype: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    grad_clip: float | None = None,
-) -> torch.Tensor:
-    """One optimizer step from k equal-sized micro-batches; returns the mean loss.
-
-    Each micro-batch loss is divided by k, so the summed gradient is the gradient of the
-    mean loss over all k micro-batches: the step equals one step on their concatenation.
-    A ``DistributedDataParallel`` model synchronises gradients only on the last backward.
-
-    Args:
-        micro_batches: a list of k batches, each accepted by ``loss_fn(model, batch)``.
-        dtype: autocast dtype (see :func:`amp_dtype`), None for float32.
-        scaler: a gradient scaler for float16 (:func:`make_grad_scaler`), else None.
-        grad_clip: maximum global gradient norm, or None.
-    """
-    batches = list(micro_batches)
-    if not batches:
-        raise ValueError("micro_batches must hold at least one batch, got none")
-    device = next(model.parameters()).device
-    scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
-    losses = []
-    for i, batch in enumerate(batches):
-        skip_sync = i < len(batches) - 1 and hasattr(model, "no_sync")
-        with model.no_sync() if skip_sync else contextlib.nullcontext():
-            with autocast(device, dtype):
-                loss = loss_fn(model, batch) / len(batches)
-            scaler.scale(loss).backward()  # gradients add up in .grad
-        losses.append(loss.detach())
-    scaler.unscale_(optimizer)  # true gradient sizes before clipping
-    if grad_clip is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    scaler.step(optimizer)  # a float16 overflow skips the step and lowers the scale
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return torch.stack(losses).sum()
 
 
 def saved_activation_bytes(
@@ -253,74 +178,27 @@ def fingerprint(model: nn.Module, config: Any = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _checksum(version: int, fingerprint_: str, payload: bytes) -> str:
-    digest = hashlib.sha256(f"{version}:{fingerprint_}:".encode())
-    digest.update(payload)
-    return digest.hexdigest()
-
-
 def save_checkpoint(path: str | Path, state: dict, *, fingerprint: str) -> None:
-    """Write ``state`` atomically: to a temporary file beside ``path``, then ``os.replace``.
+    """Write a :func:`training_state` in the book's checkpoint format, replacing the last one.
 
-    The file is a magic line, a JSON header (format version, fingerprint, SHA-256, size) and
-    the ``torch.save`` payload. A crash or an error while writing leaves any existing file
-    at ``path`` untouched, since ``os.replace`` is atomic on POSIX and Windows.
+    :func:`dlbook.checkpoint.save_checkpoint` writes atomically (a temporary file, fsync,
+    ``os.replace``), so a crash while saving leaves the previous checkpoint intact.
     """
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
-    path = Path(path)
-    buffer = io.BytesIO()
-    torch.save(state, buffer)  # fails here, before any file is touched, on unsavable state
-    payload = buffer.getvalue()
-    header = {"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "size": len(payload),
-              "sha256": _checksum(CHECKPOINT_VERSION, fingerprint, payload)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(CHECKPOINT_MAGIC + json.dumps(header).encode() + b"\n" + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    checkpoint.save_checkpoint(path, kind="training_state", config={"fingerprint": fingerprint},
+                               state_dict=state, force=True)
 
 
 def load_checkpoint(path: str | Path, *, fingerprint: str) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`, verifying it first.
+    """Read a state saved by :func:`save_checkpoint`, verified, for the run ``fingerprint``.
 
-    Raises ``ValueError`` naming the problem when the file is not a checkpoint, has another
-    format version, was saved for another model or config, or is truncated or corrupted.
-    Nothing is modified; callers restore state only from the dict this returns.
+    Raises ``ValueError`` naming the file and the problem when it is corrupted or truncated,
+    or was saved for another model or config.
     """
-    data = Path(path).read_bytes()
-    if not data.startswith(CHECKPOINT_MAGIC):
-        raise ValueError(f"{path} is not a dlbook checkpoint (missing the header line)")
-    header_line, _, payload = data[len(CHECKPOINT_MAGIC):].partition(b"\n")
-    try:
-        header = json.loads(header_line)
-        keys = ("version", "fingerprint", "size", "sha256")
-        version, saved, size, digest = (header[k] for k in keys)
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} has a corrupted header: {err}") from None
-    if version != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path} has format version {version}, this code reads {CHECKPOINT_VERSION}"
-        )
-    if saved != fingerprint:
-        raise ValueError(
-            f"{path} was saved for another model or config: "
-            f"fingerprint {saved}, expected {fingerprint}"
-        )
-    if len(payload) != size:
-        raise ValueError(
-            f"{path} is truncated or padded: payload of {len(payload)} bytes, header says {size}"
-        )
-    if _checksum(version, saved, payload) != digest:
-        raise ValueError(f"{path} is corrupted: its SHA-256 checksum does not match")
-    # map to the CPU: a checkpoint written on a GPU must load anywhere; load_state_dict then
-    # copies each tensor to the device of the parameter or optimizer state it fills
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    saved = checkpoint.load_checkpoint(path, kind="training_state",
+                                       expected_config={"fingerprint": fingerprint})
+    return saved.state_dict
 
 
 def training_state(

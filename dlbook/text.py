@@ -1,43 +1,29 @@
 """Text as data: a character-level corpus, batches of next-character windows, and a generated
 sequence-to-sequence task.
 
-Chapter 5 trains recurrent language models on ``CharCorpus.pydoc()``, the documentation topics
-that every Python installation ships in the standard library's ``pydoc_data`` package (about
-460 K characters, no download). ``make_seq2seq_data`` generates string-reversal (or copying,
-or sorting) examples for an encoder-decoder, scored with ``exact_match``.
+Chapter 5 trains recurrent language models on ``CharCorpus.pydoc()``: Python's documentation
+topics, as a snapshot of Python 3.11.7's ``pydoc_data`` that ships with the package
+(``dlbook.corpus``; 465 K characters, the same on every Python, no download).
+``make_seq2seq_data`` generates string-reversal (or copying, or sorting) examples for an
+encoder-decoder, scored with ``exact_match``.
 """
 
 from __future__ import annotations
 
-import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
-with warnings.catch_warnings():
-    # Without ipywidgets, tqdm.auto warns once ("IProgress not found") and falls back to a text
-    # bar, which is what the printed book wants; the warning is silenced.
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
+from dlbook.corpus import pydoc_text
+from dlbook.train import History, TrainConfig, fit
+from dlbook.utils import check_int, check_positive_int, check_real
 
 # Special tokens of the sequence-to-sequence task; content symbols start after them.
 PAD, BOS, EOS = 0, 1, 2
 N_SPECIAL = 3
 SEQ2SEQ_TASKS = ("reverse", "copy", "sort")
-
-
-def pydoc_text() -> str:
-    """Return the standard library's ``pydoc_data.topics``, joined in sorted-key order.
-
-    The topics are the help pages of Python's statements and types (``help("with")``). Topics
-    are separated by one blank line. The text differs slightly between Python versions.
-    """
-    from pydoc_data.topics import topics
-
-    return "\n".join(topics[key] for key in sorted(topics))
 
 
 def checked_ids(ids: torch.Tensor | Sequence[int], vocab_size: int) -> list[int]:
@@ -47,7 +33,7 @@ def checked_ids(ids: torch.Tensor | Sequence[int], vocab_size: int) -> list[int]
         if ids.dim() != 1:
             raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
         ids = ids.tolist()
-    bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < vocab_size]
+    bad = [i for i in ids if type(i) is not int or not 0 <= i < vocab_size]  # True is no id
     if bad:
         raise ValueError(f"ids must be ints in [0, {vocab_size}), got {bad[:10]!r}")
     return list(ids)
@@ -115,8 +101,7 @@ class CharCorpus:
         """Encode ``text`` and split it; ``val_fraction`` in (0, 1) goes to validation."""
         if not isinstance(text, str) or len(text) < 2:
             raise ValueError(f"text must be a str of at least 2 characters, got {text!r:.40}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        check_real(val_fraction, "val_fraction", 0.0, 1.0, low_open=True, high_open=True)
         vocab = CharVocab.from_text(text)
         ids = vocab.encode(text)
         n_train = min(max(1, round(len(ids) * (1.0 - val_fraction))), len(ids) - 1)
@@ -124,7 +109,7 @@ class CharCorpus:
 
     @classmethod
     def pydoc(cls, val_fraction: float = 0.1) -> CharCorpus:
-        """The corpus of ``pydoc_text()``, the one chapter 5 and chapter 7 train on."""
+        """The corpus of ``dlbook.corpus.pydoc_text()``, the one chapters 5, 7 and 9 train on."""
         return cls.from_text(pydoc_text(), val_fraction)
 
     @classmethod
@@ -157,9 +142,11 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
     """
     if not isinstance(data, torch.Tensor) or data.dim() != 1 or data.dtype != torch.long:
         raise ValueError(f"data must be a 1-D int64 tensor, got {getattr(data, 'shape', data)!r}")
-    for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int(block_size, "block_size")
+    check_positive_int(batch_size, "batch_size")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, "
+                        f"got {type(generator).__name__}")
     if len(data) <= block_size:
         raise ValueError(f"data has {len(data)} ids; it needs more than block_size={block_size}")
     gen_device = generator.device if generator is not None else torch.device("cpu")
@@ -210,12 +197,12 @@ def make_seq2seq_data(n: int, min_len: int, max_len: int, n_symbols: int = 10,
     ``n_symbols`` letters (token ids ``N_SPECIAL .. N_SPECIAL + n_symbols - 1``); the target
     is the string reversed (``task="reverse"``), copied or sorted.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not (isinstance(min_len, int) and isinstance(max_len, int) and 1 <= min_len <= max_len):
+    check_positive_int(n, "n")
+    check_positive_int(min_len, "min_len")
+    check_positive_int(max_len, "max_len")
+    if min_len > max_len:
         raise ValueError(f"need ints 1 <= min_len <= max_len, got {min_len!r}, {max_len!r}")
-    if not isinstance(n_symbols, int) or not 1 <= n_symbols <= 26:
-        raise ValueError(f"n_symbols must be an int in [1, 26], got {n_symbols!r}")
+    check_int(n_symbols, "n_symbols", 1, 26)
     if task not in SEQ2SEQ_TASKS:
         raise ValueError(f"task must be one of {SEQ2SEQ_TASKS}, got {task!r}")
     lengths = torch.randint(min_len, max_len + 1, (n,), generator=generator)
@@ -274,34 +261,21 @@ def exact_match(pred: torch.Tensor, target: torch.Tensor) -> float:
 class LMTrainConfig:
     """How to train a next-character model on random windows of a ``CharCorpus``."""
 
-    steps: int = 1000  # most optimizer steps to take
-    max_seconds: float | None = None  # also stop once training has taken this long (wall clock)
-    batch_size: int = 32  # windows per batch, B
-    block_size: int = 128  # characters per window, T
-    lr: float = 3e-3  # Adam learning rate
-    grad_clip: float | None = 1.0  # max gradient norm, None for no clipping
-    eval_every: int = 100  # steps between validation estimates
+    training: TrainConfig = TrainConfig(steps=1000, batch_size=32, lr=3e-3, grad_clip=1.0,
+                                        eval_every=100)  # the loop: steps, Adam, clipping, seed
+    block_size: int | None = None  # characters per window, T; None: the model's block_size
     eval_windows: int | None = 64  # validation windows per estimate (None: all of them)
-    seed: int = 0  # seeds the stream of training windows
-    progress: bool = True  # show a progress bar
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "block_size", "eval_every"):
+        if not isinstance(self.training, TrainConfig):
+            raise TypeError(f"training must be a TrainConfig, got {type(self.training).__name__}")
+        if self.training.steps is None:
+            raise ValueError("training.steps must be set: windows are drawn without end")
+        for name in ("block_size", "eval_windows"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be None or > 0, got {self.max_seconds!r}")
-
-
-@dataclass
-class LMHistory:
-    """What ``train_char_lm`` measured; losses are in nats per character."""
-
-    step: list[int] = field(default_factory=list)  # steps at which validation was estimated
-    train_loss: list[float] = field(default_factory=list)  # mean training loss since last estimate
-    val_loss: list[float] = field(default_factory=list)  # validation loss estimate
-    seconds: list[float] = field(default_factory=list)  # training time so far (evaluation excluded)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 1):
+                raise ValueError(f"{name} must be None or a positive int, got {value!r}")
 
 
 def _lm_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -342,42 +316,46 @@ def evaluate_char_lm(model: torch.nn.Module, data: torch.Tensor, block_size: int
     return total / count
 
 
-def train_char_lm(model: torch.nn.Module, corpus: CharCorpus, config: LMTrainConfig) -> LMHistory:
-    """Train a next-character model with Adam on random windows (``get_batch``).
+def random_windows(data: torch.Tensor, block_size: int, batch_size: int,
+                   generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """An endless stream of ``get_batch`` windows: (x, y), each (B, T)."""
+    while True:
+        yield get_batch(data, block_size, batch_size, generator)
+
+
+def char_lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Mean next-character cross-entropy of windows x, y (B, T), on the model's device."""
+    device = next(model.parameters()).device
+    x, y = batch[0].to(device), batch[1].to(device)
+    logits = _lm_logits(model, x)  # (B, T, V)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+
+def context_length(model: torch.nn.Module, block_size: int | None) -> int:
+    """``block_size`` when given, else the one the model's config records (a GPT's)."""
+    if block_size is None:
+        block_size = getattr(getattr(model, "config", None), "block_size", None)
+        if block_size is None:
+            raise ValueError(f"block_size must be given for a {type(model).__name__}, whose "
+                             f"config records no block_size")
+    return block_size
+
+
+def train_char_lm(model: torch.nn.Module, corpus: CharCorpus, config: LMTrainConfig) -> History:
+    """Train a next-character model on random windows of ``corpus.train`` with ``fit``.
 
     Any model whose ``model(x)`` for x (B, T) gives logits (B, T, V), alone or first in a tuple,
     can be trained, so chapter 7 trains its GPT with the same loop and the same time budget as
-    chapter 5's LSTM. Stops after ``config.steps`` steps or ``config.max_seconds``, whichever
-    comes first, and always ends with a validation estimate.
+    chapter 5's LSTM. Stops after ``training.steps`` steps or ``training.max_seconds``,
+    whichever comes first, and always ends with a validation estimate.
     """
-    device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    history, recent, elapsed = LMHistory(), [], 0.0
-    bar = tqdm(range(1, config.steps + 1), disable=not config.progress, desc="train")
-    for step in bar:
-        start = time.perf_counter()
-        model.train()
-        x, y = get_batch(corpus.train, config.block_size, config.batch_size, gen)
-        logits = _lm_logits(model, x.to(device))
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.to(device).flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        recent.append(loss.item())
-        elapsed += time.perf_counter() - start
-        out_of_time = config.max_seconds is not None and elapsed >= config.max_seconds
-        if step % config.eval_every == 0 or step == config.steps or out_of_time:
-            history.step.append(step)
-            history.train_loss.append(sum(recent) / len(recent))
-            history.val_loss.append(evaluate_char_lm(model, corpus.val, config.block_size,
-                                                config.eval_windows))
-            history.seconds.append(elapsed)
-            bar.set_postfix(val_loss=f"{history.val_loss[-1]:.3f}")
-            recent = []
-        if out_of_time:
-            break
-    bar.close()
-    return history
+    if not isinstance(config, LMTrainConfig):
+        raise TypeError(f"config must be an LMTrainConfig, got {type(config).__name__}")
+    block_size = context_length(model, config.block_size)
+    gen = torch.Generator().manual_seed(config.training.seed)
+    windows = random_windows(corpus.train, block_size, config.training.batch_size, gen)
+
+    def validate(model: torch.nn.Module) -> dict:
+        return {"loss": evaluate_char_lm(model, corpus.val, block_size, config.eval_windows)}
+
+    return fit(model, windows, char_lm_loss, config.training, evaluate=validate, desc="train")

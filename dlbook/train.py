@@ -1,57 +1,84 @@
-"""One plain training loop for every chapter: minibatches, an optimizer, validation, a history.
+"""How every model in the book learns: one loop, one optimizer recipe, one schedule, one history.
 
-There are no callbacks and no trainer class. ``train`` runs epochs of minibatch gradient descent
-and returns a ``History`` of per-epoch numbers; ``evaluate`` measures a model on a data set
-without gradients. The device is chosen once (``dlbook.utils.get_device``) and batches are moved
-to wherever the model is.
+``fit`` is the loop. It takes optimizer steps on a stream of batches, each step from ``accum``
+micro-batches (``train_step``), under a learning-rate schedule (``warmup_cosine``), with optional
+gradient clipping, a step or time budget and an evaluation hook, and returns a ``History``.
+``train`` runs ``fit`` for epochs over a data set of (x, y) pairs; chapters 5 to 9 call ``fit``
+with their own batches and losses (``dlbook.text.train_char_lm``, ``dlbook.seq2seq``,
+``dlbook.diffusion``), and ``dlbook.ddp`` shares ``train_step``. There are no callbacks and no
+trainer class. The device is chosen once (``dlbook.utils.get_device``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import itertools
 import math
+import sys
 import time
-import warnings
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from dlbook.utils import get_device, set_seed
+from dlbook.utils import check_positive_int, get_device, model_device, notebook_tqdm, set_seed, tqdm
 
-with warnings.catch_warnings():
-    # Without ipywidgets, tqdm.auto warns once ("IProgress not found") and falls back to a text
-    # bar. The text bar is what we want in the printed book, so the warning is silenced.
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> loss
+BatchLoss = Callable[[nn.Module, Any], torch.Tensor]  # (model, batch) -> mean loss of the batch
+EvalFn = Callable[[nn.Module], dict]  # model -> {"loss": ..., "accuracy": ...}
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate over training: a linear warm-up, then a cosine decay (``warmup_cosine``).
+
+    The default keeps the rate constant; ``Schedule(min_ratio=0.0)`` decays it to zero.
+    """
+
+    warmup_steps: int = 0  # steps of linear warm-up from lr / warmup_steps to lr
+    min_ratio: float = 1.0  # the rate ends at min_ratio * lr; 1.0 means no decay
+
+    def __post_init__(self):
+        steps = self.warmup_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if not 0.0 <= self.min_ratio <= 1.0:
+            raise ValueError(f"min_ratio must be in [0, 1], got {self.min_ratio!r}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of one training run; change them with ``dataclasses.replace``."""
 
-    epochs: int = 10  # passes over the training set
+    epochs: int = 10  # passes over the training set (``train``); ignored when steps is set
+    steps: int | None = None  # optimizer steps; ``fit`` on a stream of batches needs it
+    max_seconds: float | None = None  # also stop after this much training time (wall clock)
     batch_size: int = 64  # examples per minibatch, |B|
-    lr: float = 1e-3  # learning rate eta
+    accum: int = 1  # minibatches whose gradients add up to one optimizer step
+    lr: float = 1e-3  # peak learning rate eta
+    schedule: Schedule = Schedule()  # warm-up and decay of the learning rate
     weight_decay: float = 0.0  # L2 penalty for sgd/adam, decoupled decay for adamw
     optimizer: str = "adam"  # "sgd", "adam" or "adamw"
     momentum: float = 0.9  # momentum of "sgd" (0 gives plain SGD); Adam ignores it
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's decay rates of its two moments
     grad_clip: float | None = None  # clip the gradient's global norm to this, or None
-    seed: int = 0  # seeds the shuffling and the model's own randomness (dropout)
-    progress: bool = True  # show a tqdm progress bar over the epochs
-    restore_best: bool = False  # end with the parameters of the epoch of lowest val loss
+    eval_every: int | None = None  # steps between records (``train``: one epoch)
+    seed: int = 0  # seeds the data order (and, in ``train``, the model's dropout)
+    progress: bool = True  # show a progress bar
+    restore_best: bool = False  # end with the parameters of the record of lowest val loss
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("epochs", "batch_size", "accum"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("steps", "eval_every"):
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name)
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
@@ -61,18 +88,29 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip!r}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be None or > 0, got {self.max_seconds!r}")
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule, got {type(self.schedule).__name__}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
 
 
 @dataclass
 class History:
-    """Per-epoch numbers of one run. Accuracies are NaN when the task is not classification."""
+    """What one run measured. A *record* is taken every ``eval_every`` steps (``train``: every
+    epoch) and at the end; accuracies are NaN when the task is not classification."""
 
-    train_loss: list[float] = field(default_factory=list)  # mean minibatch loss of each epoch
-    train_acc: list[float] = field(default_factory=list)  # accuracy on the minibatches seen
-    val_loss: list[float] = field(default_factory=list)  # empty when there is no val_set
+    train_loss: list[float] = field(default_factory=list)  # mean training loss since last record
+    train_acc: list[float] = field(default_factory=list)  # accuracy on the batches seen
+    val_loss: list[float] = field(default_factory=list)  # empty when there is no evaluation
     val_acc: list[float] = field(default_factory=list)
-    seconds: float = 0.0  # wall-clock time of the whole run
-    best_epoch: int | None = None  # index of the epoch with the lowest val_loss
+    step: list[int] = field(default_factory=list)  # optimizer steps taken at each record
+    elapsed: list[float] = field(default_factory=list)  # training seconds at each record
+    step_loss: list[float] = field(default_factory=list)  # training loss of every step
+    lr: list[float] = field(default_factory=list)  # learning rate of every step
+    seconds: float = 0.0  # wall-clock time of the whole run, evaluations included
+    best_epoch: int | None = None  # index of the record with the lowest val_loss
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -120,14 +158,193 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr)
-    return torch.optim.AdamW(groups, lr=config.lr)
+        return torch.optim.Adam(groups, lr=config.lr, betas=config.betas)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    """Where the model's parameters live (the CPU for a model without any)."""
-    tensor = next(model.parameters(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> float:
+    """Learning-rate multiplier: linear warm-up, then cosine decay to ``min_ratio``.
+
+    The warm-up ramps from 1/warmup_steps to 1 over the first ``warmup_steps`` steps, which
+    keeps the large early updates of a large batch from diverging (Goyal et al., 2017, 2.2).
+    The cosine (Loshchilov and Hutter, 2017) then takes the multiplier from 1 down to
+    ``min_ratio`` at ``total_steps``.
+    """
+    if not 0 <= warmup_steps <= total_steps or total_steps <= 0:
+        raise ValueError(
+            f"need 0 <= warmup_steps <= total_steps and total_steps > 0, "
+            f"got warmup_steps={warmup_steps}, total_steps={total_steps}"
+        )
+    if not 0.0 <= min_ratio <= 1.0:
+        raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio!r}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.1
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` following :func:`warmup_cosine`; call ``step()`` once per optimizer step."""
+    warmup_cosine(0, warmup_steps, total_steps, min_ratio)  # validates the arguments
+    schedule = functools.partial(
+        warmup_cosine, warmup_steps=warmup_steps, total_steps=total_steps, min_ratio=min_ratio
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches: Iterable[Any],
+    loss_fn: BatchLoss, *, grad_clip: float | None = None, dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
+    """One optimizer step from k equal-sized micro-batches; returns their mean loss (detached).
+
+    Each micro-batch loss is divided by k, so the summed gradient is the gradient of the
+    mean loss over all k micro-batches: the step equals one step on their concatenation.
+    A ``DistributedDataParallel`` model synchronises gradients only on the last backward.
+
+    Args:
+        micro_batches: k batches, each accepted by ``loss_fn(model, batch)``.
+        grad_clip: maximum global gradient norm (Pascanu et al., 2013), or None.
+        dtype: autocast dtype (see ``dlbook.scale.amp_dtype``), None for float32.
+        scaler: a gradient scaler for float16 (``dlbook.scale.make_grad_scaler``), else None.
+    """
+    batches = list(micro_batches)
+    if not batches:
+        raise ValueError("micro_batches must hold at least one batch, got none")
+    device = next(model.parameters()).device
+    optimizer.zero_grad(set_to_none=True)  # start from zero: backward() adds into .grad
+    losses = []
+    for i, batch in enumerate(batches):
+        skip_sync = i < len(batches) - 1 and hasattr(model, "no_sync")
+        with model.no_sync() if skip_sync else contextlib.nullcontext():
+            with (torch.autocast(device.type, dtype=dtype) if dtype is not None
+                  else contextlib.nullcontext()):
+                loss = loss_fn(model, batch) / len(batches)  # forward pass
+            (scaler.scale(loss) if scaler is not None else loss).backward()  # adds into .grad
+        losses.append(loss.detach())
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # true gradient sizes before clipping
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)  # a float16 overflow skips the step and lowers the scale
+        scaler.update()
+    else:
+        optimizer.step()  # theta <- theta - lr * (the optimizer's direction)
+    optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next step
+    return torch.stack(losses).sum()
+
+
+def _n_examples(batch: Any) -> int:
+    """Examples in a batch: its length, or that of its first tensor when it is a tuple."""
+    return len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
+
+
+def _record(history: History, model: nn.Module, evaluate: EvalFn | None, step: int,
+            losses: list[tuple[float, int]], elapsed: float) -> bool:
+    """Append one record; returns whether it has the lowest validation loss so far."""
+    history.step.append(step)
+    history.train_loss.append(sum(loss * n for loss, n in losses) / sum(n for _, n in losses))
+    history.elapsed.append(elapsed)
+    result = evaluate(model) if evaluate is not None else {}
+    history.train_acc.append(result.get("train_accuracy", math.nan))
+    if "loss" not in result:
+        return False
+    history.val_loss.append(result["loss"])
+    history.val_acc.append(result.get("accuracy", math.nan))
+    if history.best_epoch is None or result["loss"] < history.val_loss[history.best_epoch]:
+        history.best_epoch = len(history.val_loss) - 1
+        return True
+    return False
+
+
+def _progress(total: int, enabled: bool, desc: str) -> tqdm:
+    """A live bar in a terminal or notebook widget; elsewhere (a log, a printed page) none,
+    so the output stays clean: ``fit`` then prints one summary line at the end."""
+    live = enabled and (issubclass(tqdm, notebook_tqdm) or sys.stderr.isatty())
+    return tqdm(total=total, desc=desc, disable=not live, mininterval=10.0, leave=True,
+                unit="step")
+
+
+def _check_fit(config: Any, evaluate: EvalFn | None) -> None:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if config.steps is None:
+        raise ValueError("fit needs config.steps, the number of optimizer steps, got None")
+    if config.restore_best and evaluate is None:
+        raise ValueError("restore_best=True needs an evaluate hook to choose the best record")
+
+
+def fit(
+    model: nn.Module, batches: Iterable[Any], loss_fn: BatchLoss, config: TrainConfig, *,
+    evaluate: EvalFn | None = None, desc: str = "training",
+) -> History:
+    """Take ``config.steps`` optimizer steps on ``batches`` and return the History.
+
+    Each step draws ``config.accum`` batches from the stream and calls ``train_step`` with
+    ``loss_fn(model, batch)``, which moves the batch to the model's device. The learning rate
+    follows ``config.schedule``. Every ``eval_every`` steps, and at the end, the mean training
+    loss is recorded with what ``evaluate(model)`` returns (keys ``"loss"``, ``"accuracy"``,
+    ``"train_accuracy"``, each optional). Training stops early once it has taken
+    ``config.max_seconds`` (evaluation excluded) or when the stream ends. The caller seeds.
+    """
+    _check_fit(config, evaluate)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config.schedule.warmup_steps, config.steps,
+                               config.schedule.min_ratio)
+    stream, every = iter(batches), config.eval_every or config.steps
+    history, best_state, recent, elapsed = History(), None, [], 0.0
+    start, bar = time.perf_counter(), _progress(config.steps, config.progress, desc)
+    for step in range(1, config.steps + 1):
+        tick = time.perf_counter()
+        group = list(itertools.islice(stream, config.accum))  # the next accum batches
+        if not group:
+            break  # the stream has ended
+        model.train()
+        history.lr.append(scheduler.get_last_lr()[0])
+        loss = train_step(model, optimizer, group, loss_fn, grad_clip=config.grad_clip).item()
+        scheduler.step()  # sets the learning rate of the next step
+        elapsed += time.perf_counter() - tick
+        history.step_loss.append(loss)
+        recent.append((loss, sum(_n_examples(batch) for batch in group)))
+        bar.update()
+        out_of_time = config.max_seconds is not None and elapsed >= config.max_seconds
+        if step % every == 0 or step == config.steps or out_of_time:
+            if _record(history, model, evaluate, step, recent, elapsed) and config.restore_best:
+                best_state = copy.deepcopy(model.state_dict())
+            bar.set_postfix(_summary(history), refresh=False)
+            recent = []
+        if out_of_time:
+            break
+    if recent:  # the stream ended between two records
+        _record(history, model, evaluate, len(history.step_loss), recent, elapsed)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    history.seconds = time.perf_counter() - start
+    _close(bar, history, desc, config.progress)
+    return history
+
+
+def _close(bar: tqdm, history: History, desc: str, progress: bool) -> None:
+    """Close the bar; where none was shown, print the run's one summary line instead."""
+    bar.close()
+    if progress and bar.disable:
+        numbers = "".join(f", {k} {v}" for k, v in _summary(history).items() if k != "loss")
+        print(f"{desc}: {len(history.step_loss)} steps in {history.seconds:.1f} s, loss "
+              f"{history.step_loss[-1]:.4f} at the last step{numbers}")
+
+
+def _summary(history: History) -> dict[str, str]:
+    """The latest record's numbers, formatted for the progress bar."""
+    out = {"loss": f"{history.train_loss[-1]:.4f}"} if history.train_loss else {}
+    if history.val_loss:
+        out["val_loss"] = f"{history.val_loss[-1]:.4f}"
+    if history.val_acc and not math.isnan(history.val_acc[-1]):
+        out["val_acc"] = f"{history.val_acc[-1]:.3f}"
+    return out
 
 
 @torch.no_grad()
@@ -141,7 +358,7 @@ def evaluate(
     """
     if len(dataset) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    device = device or _model_device(model)
+    device = device or model_device(model)
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0.0
@@ -154,49 +371,48 @@ def evaluate(
     return {"loss": total_loss / len(dataset), "accuracy": correct / len(dataset)}
 
 
-def train_epoch(
-    model: nn.Module, batches: Iterator, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-    device: torch.device, grad_clip: float | None = None,
-) -> tuple[float, float]:
-    """One pass of minibatch gradient descent; returns (mean loss, accuracy) over the batches."""
-    model.train()
-    total_loss, correct, seen = 0.0, 0.0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
+class SupervisedLoss:
+    """The batch loss of (x, y) pairs: ``loss_fn(model(x), y)`` on the model's device.
+
+    It also counts the correct predictions among the examples it sees; ``take_accuracy``
+    returns their fraction and starts a new count (the training accuracy of a record).
+    """
+
+    def __init__(self, loss_fn: LossFn, device: torch.device):
+        self.loss_fn, self.device = loss_fn, device
+        self.correct, self.seen = 0.0, 0
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch[0].to(self.device), batch[1].to(self.device)
         outputs = model(x)  # forward pass
-        loss = loss_fn(outputs, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # backward pass: gradients of the mean batch loss
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()  # update: theta <- theta - lr * (the optimizer's direction)
-        total_loss += loss.item() * len(y)
-        correct += _n_correct(outputs.detach(), y)
-        seen += len(y)
-    return total_loss / seen, correct / seen
+        self.correct += _n_correct(outputs.detach(), y)
+        self.seen += len(y)
+        return self.loss_fn(outputs, y)
+
+    def take_accuracy(self) -> float:
+        accuracy_, self.correct, self.seen = self.correct / max(self.seen, 1), 0.0, 0
+        return accuracy_
 
 
-def record_validation(
-    model: nn.Module, val_set: Dataset, loss_fn: LossFn, device: torch.device, history: History
-) -> None:
-    """Evaluate on the validation set, append the result to ``history`` and update its
-    ``best_epoch`` (the epoch of lowest validation loss so far)."""
-    result = evaluate(model, val_set, loss_fn=loss_fn, device=device)
-    history.val_loss.append(result["loss"])
-    history.val_acc.append(result["accuracy"])
-    if history.best_epoch is None or result["loss"] < history.val_loss[history.best_epoch]:
-        history.best_epoch = len(history.val_loss) - 1
+def epochs_of(dataset: Dataset, batch_size: int, epochs: int | None,
+              generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Shuffled minibatches of ``dataset``, epoch after epoch (forever when epochs is None)."""
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        yield from minibatches(dataset, batch_size, shuffle=True, generator=generator)
+        epoch += 1
 
 
 def train(
     model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Dataset | None = None,
     *, loss_fn: LossFn = F.cross_entropy, device: torch.device | None = None,
 ) -> History:
-    """Train ``model`` on ``train_set`` for ``config.epochs`` epochs and return its History.
+    """Train ``model`` on (x, y) pairs for ``config.epochs`` epochs (or ``config.steps``
+    steps) with ``fit``, and return its History of one record per epoch.
 
     The model is moved to ``device`` (default: ``get_device()``) and stays there. Python, NumPy
     and torch are seeded with ``config.seed`` first, so shuffling and dropout repeat exactly.
-    After every epoch the model is evaluated on ``val_set`` when one is given.
+    At every record the model is evaluated on ``val_set`` when one is given.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -207,26 +423,17 @@ def train(
     device = device or get_device()
     set_seed(config.seed)
     model.to(device)
-    optimizer = make_optimizer(model, config)
-    shuffler = torch.Generator().manual_seed(config.seed)
-    history, best_state, start = History(), None, time.perf_counter()
-    bar = tqdm(range(config.epochs), desc="training", disable=not config.progress,
-               unit="epoch", mininterval=10.0, leave=True)
-    for epoch in bar:
-        batches = minibatches(train_set, config.batch_size, shuffle=True, generator=shuffler)
-        loss, acc = train_epoch(model, batches, optimizer, loss_fn, device, config.grad_clip)
-        history.train_loss.append(loss)
-        history.train_acc.append(acc)
-        postfix = {"loss": f"{loss:.4f}"}
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / config.batch_size) / config.accum)
+    config = replace(config, steps=config.steps or config.epochs * steps_per_epoch,
+                     eval_every=config.eval_every or steps_per_epoch)
+    batch_loss = SupervisedLoss(loss_fn, device)
+
+    def on_record(model: nn.Module) -> dict:
+        result = {"train_accuracy": batch_loss.take_accuracy()}
         if val_set is not None:
-            record_validation(model, val_set, loss_fn, device, history)
-            if config.restore_best and history.best_epoch == epoch:
-                best_state = copy.deepcopy(model.state_dict())
-            postfix.update(val_loss=f"{history.val_loss[-1]:.4f}",
-                           val_acc=f"{history.val_acc[-1]:.3f}")
-        bar.set_postfix(postfix, refresh=False)
-    bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    history.seconds = time.perf_counter() - start
-    return history
+            result.update(evaluate(model, val_set, loss_fn=loss_fn, device=device))
+        return result
+
+    shuffler = torch.Generator().manual_seed(config.seed)
+    batches = epochs_of(train_set, config.batch_size, None, shuffler)
+    return fit(model, batches, batch_loss, config, evaluate=on_record)

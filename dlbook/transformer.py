@@ -7,7 +7,7 @@ cross-attention, a GPT layer (chapter 7). Layer normalization (Ba et al., 2016) 
 in Vaswani et al. (2017): the residual path then carries the input unchanged to the output, and
 training needs no learning-rate warm-up to stay stable.
 
-``Transformer`` has the interface of ``dlbook.rnn.Seq2Seq`` (``forward(src, src_len, tgt_in)``
+``Transformer`` has the interface of ``dlbook.seq2seq.Seq2Seq`` (``forward(src, src_len, tgt_in)``
 and ``greedy_decode``), so chapter 6 scores it with the same functions as the LSTM.
 ``train_transformer`` trains it on the same task with batches that mix all input lengths.
 """
@@ -18,21 +18,23 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from dlbook.attention import (
     KVCache,
     MultiHeadAttention,
     SinusoidalPositions,
-    causal_mask,
     padding_mask,
 )
-from dlbook.rnn import Seq2SeqTrainConfig, teacher_forcing_step
-from dlbook.text import BOS, EOS, PAD, make_seq2seq_data
+from dlbook.seq2seq import Seq2SeqTrainConfig, task_batches, teacher_forcing_loss
+from dlbook.text import BOS, EOS, PAD
+from dlbook.train import History, fit
 
 
 class FeedForward(nn.Module):
-    """The position-wise MLP ``W_2 GELU(W_1 x + b_1) + b_2``, applied to every token alone."""
+    """The position-wise MLP ``W_2 GELU(W_1 x + b_1) + b_2``, applied to every token alone.
+
+    Vaswani et al. (2017) used ReLU; GELU (Hendrycks and Gimpel, 2016) is GPT's choice.
+    """
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
         super().__init__()
@@ -65,8 +67,8 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                cache: KVCache | None = None, need_weights: bool = False,
+                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Update the token vectors x (B, T, d_model).
 
         Args:
@@ -76,12 +78,14 @@ class TransformerBlock(nn.Module):
             cache: the self-attention's key-value cache (generation).
             need_weights: also return the attention weights of the last attention (the
                 cross-attention if there is one), (B, n_heads, T, T_k or S).
+            is_causal: self-attention sees only earlier positions, as ``causal_mask`` would
+                make it (then ``mask`` must be None); lets PyTorch pick its causal kernels.
 
         Returns:
             ``(x, weights)``: the new x (B, T, d_model); weights or None.
         """
         h = self.ln_self(x)
-        update, weights = self.self_attn(h, h, h, mask, cache, need_weights)
+        update, weights = self.self_attn(h, h, h, mask, cache, need_weights, is_causal)
         x = x + self.dropout(update)
         if self.cross_attn is not None:
             if memory is None:
@@ -103,7 +107,7 @@ class TransformerConfig:
     d_model: int = 64  # width of every token vector
     n_heads: int = 4  # attention heads per attention layer
     n_layers: int = 2  # encoder blocks, and as many decoder blocks
-    d_ff: int = 256  # hidden width of the position-wise MLP (4 d_model, as in the paper)
+    d_ff: int = 256  # hidden width of the position-wise MLP (4 d_model, the paper's ratio)
     dropout: float = 0.0  # residual dropout (the paper: 0.1)
 
 
@@ -148,10 +152,11 @@ class Transformer(nn.Module):
         """Next-token logits (B, L, V) for the target prefix tgt_in (B, L), and, when
         ``need_weights``, each decoder layer's cross-attention weights (B, n_heads, L, S)."""
         x = self.positions(self.tgt_embed(tgt_in))  # (B, L, d_model)
-        mask = causal_mask(tgt_in.shape[1], device=tgt_in.device)  # (L, L)
         maps = []
         for block in self.decoder:
-            x, weights = block(x, mask, memory, memory_mask, need_weights=need_weights)
+            # causal self-attention: each target position sees itself and earlier ones
+            x, weights = block(x, None, memory, memory_mask, need_weights=need_weights,
+                               is_causal=True)
             maps.append(weights)
         return self.head(self.ln_decoder(x)), maps if need_weights else []
 
@@ -186,20 +191,14 @@ class Transformer(nn.Module):
         return nn.functional.pad(out, (0, max_len - out.shape[1]), value=PAD)  # (B, max_len)
 
 
-def train_transformer(model: Transformer, config: Seq2SeqTrainConfig) -> list[float]:
-    """Train with teacher forcing and cross-entropy on every target token; returns the losses.
+def train_transformer(model: Transformer, config: Seq2SeqTrainConfig) -> History:
+    """Train with teacher forcing and cross-entropy on every target token; returns the History
+    (``step_loss`` holds the loss of every step).
 
-    Unlike ``dlbook.rnn.train_seq2seq``, whose batches hold one input length each, every batch
-    mixes lengths ``min_len..max_len`` and is padded; the masks make the padding invisible.
-    On batches of one length the Transformer's gradient swings from length to length and it
-    learns the task several times more slowly.
+    Unlike ``dlbook.seq2seq.train_seq2seq``, whose batches hold one input length each, every
+    batch mixes lengths ``min_len..max_len`` and is padded; the masks make the padding invisible.
     """
-    gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    losses = []
-    model.train()
-    for _ in tqdm(range(config.steps), disable=not config.progress, desc="transformer"):
-        data = make_seq2seq_data(config.batch_size, config.min_len, config.max_len,
-                                 config.n_symbols, config.task, generator=gen)
-        losses.append(teacher_forcing_step(model, opt, data, config.grad_clip))
-    return losses
+    if not isinstance(config, Seq2SeqTrainConfig):
+        raise TypeError(f"config must be a Seq2SeqTrainConfig, got {type(config).__name__}")
+    batches = task_batches(config, one_length=False)
+    return fit(model, batches, teacher_forcing_loss, config.training, desc="transformer")

@@ -172,3 +172,37 @@ def test_position_modules_offset(cls):
     torch.testing.assert_close(layer(x, start=5), full[:, 5:])
     with pytest.raises(ValueError, match="max_len is 12"):
         layer(x, start=10)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_is_causal_equals_the_causal_mask(need_weights):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2).double().eval()
+    x = torch.randn(2, 6, 8, dtype=torch.float64)
+    masked, w_masked = mha(x, x, x, causal_mask(6), need_weights=need_weights)
+    causal, w_causal = mha(x, x, x, is_causal=True, need_weights=need_weights)
+    torch.testing.assert_close(causal, masked, rtol=1e-12, atol=1e-12)
+    if need_weights:
+        torch.testing.assert_close(w_causal, w_masked)
+    # after cached keys the queries are the last positions: is_causal must follow the cache
+    cache, pieces = KVCache(), []
+    for start, stop in ((0, 2), (2, 3), (3, 6)):
+        chunk = x[:, start:stop]
+        pieces.append(mha(chunk, chunk, chunk, cache=cache, is_causal=True)[0])
+    torch.testing.assert_close(torch.cat(pieces, dim=1), masked, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("max_len", [None, 9])
+def test_kv_cache_preallocates_and_grows(max_len):
+    gen = torch.Generator().manual_seed(0)
+    cache, ks = KVCache(max_len), []
+    for t_new in (3, 1, 1, 4):
+        k = torch.randn(2, 2, t_new, 4, generator=gen)
+        ks.append(k)
+        k_all, v_all = cache.append(k, -k)
+        assert torch.equal(k_all, torch.cat(ks, dim=2)) and torch.equal(v_all, -k_all)
+    assert len(cache) == 9 and cache.k.shape == (2, 2, 9, 4)
+    if max_len is not None:  # one buffer of max_len positions, allocated at the first append
+        assert cache._k.shape[2] == max_len
+        with pytest.raises(ValueError, match="max_len=9"):
+            cache.append(k[:, :, :1], k[:, :, :1])

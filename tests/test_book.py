@@ -2,14 +2,37 @@
 
 import importlib
 import re
+import shutil
+import subprocess
+import sys
 
 import nbformat
 import pytest
 import yaml
 
-from booktools import ROOT
+from booktools import ROOT, repository_url, site_url
 from booktools.bench import GLUE_TEXT, differences, reported_numbers
-from booktools.notebooks import INSTALL_TAG, LITERALINCLUDE, chapters, stale_notebooks
+from booktools.myst import (
+    GLUE_REFERENCE,
+    MYST_DIRECTIVE,
+    MYST_LABEL,
+    MYST_ROLE,
+    Context,
+    book_index,
+    to_markdown,
+)
+from booktools.notebooks import (
+    INSTALL_TAG,
+    LITERALINCLUDE,
+    cached_values,
+    chapters,
+    colab_notebook,
+    glue_values,
+    install_cell,
+    read_chapter,
+    render,
+    stale_notebooks,
+)
 
 CHAPTERS = chapters()
 
@@ -29,12 +52,162 @@ def test_colab_notebook_installs_dlbook_only_in_colab_and_pins_nothing(chapter):
     first = nb.cells[0]
     assert first.cell_type == "code" and INSTALL_TAG in first.metadata.get("tags", [])
     assert 'if "google.colab" in sys.modules:' in first.source
+    assert f'DLBOOK = "git+{repository_url()}"' in first.source
     install = re.search(r'"pip", "install".*?\]', first.source, re.S).group(0)
-    assert "dlbook @ git+https://github.com/" in install
+    assert '"dlbook @ {DLBOOK}"' in install
     for pkg in ("torch", "numpy", "matplotlib", "=="):
         assert pkg not in install, f"the install cell must not touch {pkg!r}: {install}"
     # No literalinclude survives in the notebook: Colab would show it as raw text.
     assert not any("{literalinclude}" in c.source for c in nb.cells)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_notebook_markdown_has_no_myst_left(chapter):
+    nb = nbformat.read(chapter.with_suffix(".ipynb"), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        left = [m[0] for m in MYST_ROLE.finditer(cell.source)]
+        left += [m[0] for m in MYST_DIRECTIVE.finditer(cell.source)]
+        left += [m[0] for m in MYST_LABEL.finditer(cell.source)]
+        assert not left, f"{chapter.stem}, {cell.id}: MyST that Colab shows as raw text: {left}"
+        # A glued value the notebook holds is shown, not referred to.
+        known = set(nb.metadata.get("dlbook", {}).get("glue", {}))
+        referred = {m["name"] for m in GLUE_REFERENCE.finditer(cell.source)}
+        assert not referred & known, f"{chapter.stem}: values not shown: {referred & known}"
+
+
+def test_install_cell_failure_names_the_url_and_what_to_do(tmp_path):
+    """Pretend to be Colab with an address pip cannot install from: the cell stops with one
+    readable error, not pip's exit status followed by a ModuleNotFoundError further down."""
+    url = f"git+file://{tmp_path}/no-such-repository"
+    source = install_cell().source.replace(f"git+{repository_url()}", url)
+    fake_colab = "import sys, types; sys.modules['google.colab'] = types.ModuleType('colab')\n"
+    run = subprocess.run([sys.executable, "-c", fake_colab + source], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode != 0
+    error = run.stderr.strip().splitlines()[-1] if "pip said" not in run.stderr else run.stderr
+    assert f"RuntimeError: pip could not install dlbook from {url}." in error
+    assert "run this cell again" in error and "pip said:" in error
+    assert "CalledProcessError" not in run.stderr
+
+
+def book_context(glued=None, cell=5, glue_cells=None) -> Context:
+    return Context(book=book_index(), doc="book/01_autodiff", glued=glued or {},
+                   glue_cells=glue_cells or {}, cell=cell)
+
+
+def test_glued_values_are_shown_formatted_as_the_site_formats_them():
+    glued = {"n_gpt": {"text/plain": "822912"}, "acc": {"text/plain": "0.98765"},
+             "loss": {"text/plain": "1.23456"}, "name": {"text/plain": "'LayerNorm'"},
+             "table": {"text/markdown": "**bold**", "text/plain": "'bold'"}}
+    text = ("The GPT ({glue:text}`n_gpt:,` parameters) reaches {glue:text}`acc:.1%`, "
+            "loss {glue:text}`loss:.2f`, with {glue:text}`name`; {glue:md}`table`, "
+            "{glue:}`loss`.")
+    assert to_markdown(text, book_context(glued)) == (
+        "The GPT (822,912 parameters) reaches 98.8%, loss 1.23, with LayerNorm; **bold**, "
+        "1.23456.")
+    # Without an execution, the text says where the value is computed.
+    missing = to_markdown("loss {glue:text}`loss:.2f` and {glue:text}`acc:.1%`",
+                          book_context(glue_cells={"loss": 3, "acc": 9}))
+    assert missing == "loss *⟨loss, computed above⟩* and *⟨acc, computed below⟩*"
+
+
+def test_glued_values_are_read_from_an_executed_chapter():
+    record = nbformat.v4.new_output(
+        "display_data", data={"application/papermill.record/text/plain": "822912"},
+        metadata={"scrapbook": {"name": "n_gpt", "mime_prefix": "application/papermill.record/"}})
+    printed = nbformat.v4.new_output("stream", name="stdout", text="822912\n")
+    cell = nbformat.v4.new_code_cell('glue("n_gpt", 822912)')
+    cell.outputs = [printed, record]
+    assert glue_values(nbformat.v4.new_notebook(cells=[cell])) == {
+        "n_gpt": {"text/plain": "822912"}}
+
+
+def test_glued_values_come_from_the_cached_execution_of_the_same_code(tmp_path, monkeypatch):
+    """The site build caches each executed chapter; any cache folder (one per state of the
+    package) holding an execution of the chapter's current code cells supplies the values."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    monkeypatch.setenv("DLBOOK_CACHE_DIR", str(tmp_path))
+    chapter = CHAPTERS[0]
+    executed = read_chapter(chapter)
+    code = next(c for c in executed.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output(
+        "display_data", data={"application/papermill.record/text/plain": "0.25"},
+        metadata={"scrapbook": {"name": "x", "mime_prefix": "application/papermill.record/"}})]
+    get_cache(str(tmp_path / "an-older-package")).cache_notebook_bundle(
+        CacheBundleIn(executed, str(chapter)), check_validity=False)
+    assert cached_values(read_chapter(chapter)) == {"x": {"text/plain": "0.25"}}
+    changed = read_chapter(chapter)
+    next(c for c in changed.cells if c.cell_type == "code").source += "\nx = 1"
+    assert cached_values(changed) is None
+
+
+def test_references_and_directives_become_markdown_with_links():
+    site, ctx = site_url(), book_context()
+    bib = f"{site}book/bibliography.html"
+    source = ("(sec-x)=\n## A section\n\n"
+              "As {cite:t}`goodfellow2016deep` say "
+              "{cite:p}`griewank2008evaluating,wengert1964simple`, see "
+              "{doc}`API reference <api>`, {ref}`ch-gpt` and {doc}`bibliography`.\n\n"
+              ":::{note}\nA {term}`gradient` is a vector.\n:::\n\n"
+              "```{math}\n:label: eq-x\nx = 1\n```\n\n"
+              "```{admonition} Why?\nBecause.\n```\n\n"
+              "```python\n# a comment, not a heading, and {not} a role\n```")
+    assert to_markdown(source, ctx) == (
+        "## A section\n\n"
+        f"As [Goodfellow et al. (2016)]({bib}) say ([Griewank and Walther, 2008]({bib}); "
+        f"[Wengert, 1964]({bib})), see [API reference]({site}book/api.html), "
+        f"[7. GPT]({site}book/07_gpt.html#ch-gpt) and [Bibliography]({bib}).\n\n"
+        "> **Note**\n>\n> A gradient is a vector.\n\n"
+        "$$\nx = 1\n$$\n\n"
+        "> **Why?**\n>\n> Because.\n\n"
+        "```python\n# a comment, not a heading, and {not} a role\n```")
+
+
+def test_the_sync_check_ignores_glued_values_but_not_the_text(tmp_path):
+    """A re-execution that changes a last digit must not make a notebook stale; a change of
+    the chapter must."""
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "book").mkdir()
+    chapter = tmp_path / "book" / "01_autodiff.md"
+    shutil.copy(ROOT / "book" / "01_autodiff.md", chapter)
+    target = chapter.with_suffix(".ipynb")
+
+    def write(glued):
+        text = render(colab_notebook(chapter, glued, tmp_path))
+        target.write_text(text, encoding="utf8")
+        return text
+
+    assert "classifies 100%" in write({"xor_acc": {"text/plain": "100.0"}})
+    assert stale_notebooks(tmp_path) == []
+    assert "classifies 99%" in write({"xor_acc": {"text/plain": "99.4"}})
+    assert stale_notebooks(tmp_path) == []
+    assert "classifies *⟨xor_acc, computed above⟩*%" in write(None)
+    assert stale_notebooks(tmp_path) == []
+    chapter.write_text(chapter.read_text().replace("The loss falls", "The loss drops"))
+    assert stale_notebooks(tmp_path) == [target]
+
+
+def test_the_repository_url_is_written_once_and_used_everywhere():
+    """_config.yml's repository.url is the one place; the README, the package metadata and
+    every notebook use it, and no other GitHub repository."""
+    tomllib = pytest.importorskip("tomllib")
+    url = repository_url()
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Repository"] == url and urls["Documentation"] == site_url()
+    readme = (ROOT / "README.md").read_text()
+    assert f"git+{url}" in readme
+    texts = {"README.md": readme, "pyproject.toml": (ROOT / "pyproject.toml").read_text()}
+    texts.update({p.name: p.with_suffix(".ipynb").read_text() for p in CHAPTERS})
+    for name, text in texts.items():
+        for found in re.findall(r"https?://github\.com/[\w.-]+/[\w-]+", text):
+            assert found == url, f"{name} names {found}, not the repository {url}"
+    for chapter in CHAPTERS:
+        assert f"git+{url}" in nbformat.read(chapter.with_suffix(".ipynb"), 4).cells[0].source
 
 
 def test_toc_lists_every_chapter_and_every_entry_exists():
@@ -120,3 +293,11 @@ def test_reported_numbers_leave_out_timings_and_ignore_how_streams_were_split():
     third = reported_numbers(run(["loss 1.26, 300 steps\n"], 12.5, 0.3))
     assert differences(first, third) == [
         "code cell 1 (stdout): ['1.25', '300'] then ['1.26', '300']"]
+
+
+def test_api_page_documents_every_module():
+    api = (ROOT / "book" / "api.md").read_text()
+    documented = set(re.findall(r"automodule:: (dlbook[\w.]*)", api))
+    modules = {f"dlbook.{p.stem}" for p in (ROOT / "dlbook").glob("*.py") if p.stem != "__init__"}
+    modules |= {f"dlbook.{p.parent.name}" for p in (ROOT / "dlbook").glob("*/__init__.py")}
+    assert modules <= documented, f"book/api.md misses {sorted(modules - documented)}"

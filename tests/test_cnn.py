@@ -154,11 +154,11 @@ def test_bad_inputs_raise_clear_errors():
             conv(x, w, torch.zeros(3))
         with pytest.raises(TypeError, match="same dtype"):
             conv(x.double(), w, b)
-        with pytest.raises(ValueError, match="stride must be >= 1, got 0"):
+        with pytest.raises(ValueError, match="stride must be a positive int, got 0"):
             conv(x, w, b, stride=0)
-        with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
+        with pytest.raises(ValueError, match="padding must be an int >= 0, got -1"):
             conv(x, w, b, padding=-1)
-        with pytest.raises(TypeError, match="stride must be an int or a pair of ints"):
+        with pytest.raises(TypeError, match="stride must be a positive int, got float"):
             conv(x, w, b, stride=1.5)
         with pytest.raises(ValueError, match="kernel size 9 is larger than the padded input"):
             conv(x, torch.zeros(4, 3, 9, 9))
@@ -170,7 +170,7 @@ def test_bad_inputs_raise_clear_errors():
         col2im(torch.zeros(2, 10, 64), (8, 8), 3, padding=1)
     with pytest.raises(ValueError, match="shift .* must be smaller than the image size"):
         shift_images(x, 8, 0)
-    with pytest.raises(ValueError, match="max_shift must be a non-negative int"):
+    with pytest.raises(ValueError, match="max_shift must be an int >= 0"):
         RandomShift(-1)
 
 

@@ -138,7 +138,7 @@ def test_blobs_linear_and_sine_data():
     (lambda: make_blobs(10, [1.0, 2.0]), ValueError, r"shape \(K, D\)"),
     (lambda: make_blobs(10, [[0.0]], std=0), ValueError, "std must be > 0"),
     (lambda: make_linear_data(10, []), ValueError, "non-empty 1-D"),
-    (lambda: make_sine_data(0), ValueError, "n must be an int >= 1"),
+    (lambda: make_sine_data(0), ValueError, "n must be a positive int"),
 ])
 def test_generators_reject_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):

@@ -39,8 +39,8 @@ def test_two_processes_equal_one_process_on_the_combined_batch():
     two = ddp.launch(TASK, SGD, nproc=2, timeout_s=TIMEOUT_S)
     one = ddp.train(TASK, dataclasses.replace(SGD, micro_batch=16))
     assert two.world_size == 2 and two.examples == one.examples == 6 * 16
-    assert two.lrs == one.lrs  # the same scaled, warmed-up learning rates
-    torch.testing.assert_close(torch.tensor(two.losses), torch.tensor(one.losses),
+    assert two.lr == one.lr  # the same scaled, warmed-up learning rates
+    torch.testing.assert_close(torch.tensor(two.step_loss), torch.tensor(one.step_loss),
                                rtol=0, atol=ATOL)
     assert_same_parameters(two.state_dict, one.state_dict)
     # and the step really moved the parameters, by far more than the tolerance
@@ -79,9 +79,9 @@ def _resume_runs(tmp_path, launch):
 def test_resume_gives_exactly_the_same_losses(tmp_path):
     # 14 steps of 16 examples cross the 256-example epoch boundary after the restart.
     full, first, rest = _resume_runs(tmp_path, ddp.train)
-    assert len(first.losses) == 5 and rest.start_step == 5 and len(rest.losses) == 9
-    assert torch.equal(torch.tensor(first.losses + rest.losses), torch.tensor(full.losses))
-    assert first.lrs + rest.lrs == full.lrs
+    assert len(first.step_loss) == 5 and rest.start_step == 5 and len(rest.step_loss) == 9
+    assert torch.equal(torch.tensor(first.step_loss + rest.step_loss), torch.tensor(full.step_loss))
+    assert first.lr + rest.lr == full.lr
     for name in full.state_dict:
         assert torch.equal(rest.state_dict[name], full.state_dict[name]), name
 
@@ -91,7 +91,7 @@ def test_resume_with_two_processes_is_exact(tmp_path):
         return ddp.launch(task, config, nproc=2, timeout_s=TIMEOUT_S)
 
     full, first, rest = _resume_runs(tmp_path, two)
-    assert torch.equal(torch.tensor(first.losses + rest.losses), torch.tensor(full.losses))
+    assert torch.equal(torch.tensor(first.step_loss + rest.step_loss), torch.tensor(full.step_loss))
     for name in full.state_dict:
         assert torch.equal(rest.state_dict[name], full.state_dict[name]), name
 
@@ -106,7 +106,7 @@ def test_resume_without_the_rng_state_would_differ(tmp_path):
     state["rng"] = [scale.capture_rng_state()]
     scale.save_checkpoint(config.checkpoint, state, fingerprint=fingerprint)
     rest = ddp.train(task, dataclasses.replace(config, resume=True))
-    assert not torch.equal(torch.tensor(rest.losses), torch.tensor(full.losses[5:]))
+    assert not torch.equal(torch.tensor(rest.step_loss), torch.tensor(full.step_loss[5:]))
 
 
 def test_corrupted_or_mismatched_checkpoint_is_refused_and_kept(tmp_path):
@@ -127,7 +127,7 @@ def test_corrupted_or_mismatched_checkpoint_is_refused_and_kept(tmp_path):
         ddp.train(TASK, resume)
     assert path.read_bytes() == bytes(corrupted)  # refused, and nothing was written over it
     path.write_bytes(data)
-    assert len(ddp.train(TASK, resume).losses) == SGD.steps - 3
+    assert len(ddp.train(TASK, resume).step_loss) == SGD.steps - 3
 
 
 def test_worker_errors_reach_the_caller():
@@ -165,7 +165,7 @@ def test_bad_settings_are_refused():
 
 def test_command_line_runs_two_processes(capsys):
     result = ddp.main(["--nproc", "2", "--task", "toy", "--steps", "3", "--micro-batch", "4"])
-    assert result.world_size == 2 and len(result.losses) == 3
+    assert result.world_size == 2 and len(result.step_loss) == 3
     assert "world size 2: steps 0-3" in capsys.readouterr().out
 
 
@@ -182,7 +182,7 @@ def test_mixed_precision_runs_and_resumes_exactly(tmp_path):
     task = dataclasses.replace(TASK, dropout=0.2)
     fp32 = ddp.train(task, ddp.RunConfig(steps=6, micro_batch=16))
     bf16 = ddp.train(task, ddp.RunConfig(steps=6, micro_batch=16, precision="bf16"))
-    torch.testing.assert_close(torch.tensor(bf16.losses[0]), torch.tensor(fp32.losses[0]),
+    torch.testing.assert_close(torch.tensor(bf16.step_loss[0]), torch.tensor(fp32.step_loss[0]),
                                rtol=0.02, atol=0)
     # float16 uses a loss scaler, whose state the checkpoint must carry too
     config = ddp.RunConfig(steps=8, micro_batch=16, precision="fp16",
@@ -190,4 +190,4 @@ def test_mixed_precision_runs_and_resumes_exactly(tmp_path):
     full = ddp.train(task, config)
     first = ddp.train(task, dataclasses.replace(config, stop_after=3))
     rest = ddp.train(task, dataclasses.replace(config, resume=True))
-    assert torch.equal(torch.tensor(first.losses + rest.losses), torch.tensor(full.losses))
+    assert torch.equal(torch.tensor(first.step_loss + rest.step_loss), torch.tensor(full.step_loss))

@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from dlbook.checkpoint import shipped_checkpoint
 from dlbook.data import load_digits
 from dlbook.diffusion import (
+    DenoiserTrainConfig,
     DiffusionConfig,
     MLPDenoiser,
     MLPDenoiserConfig,
@@ -29,17 +31,17 @@ from dlbook.diffusion import (
     q_step,
     sliced_wasserstein,
     timestep_embedding,
-)
-from dlbook.train import evaluate
-from dlbook.train_diffusion import (
-    DenoiserTrainConfig,
-    generate,
-    load_checkpoint,
-    save_checkpoint,
-    score_samples,
-    to_model_range,
     train_denoiser,
 )
+from dlbook.digits import (
+    DIGITS_CHECKPOINT,
+    generate,
+    load_trained_digits,
+    save_trained_digits,
+    score_samples,
+    to_model_range,
+)
+from dlbook.train import TrainConfig, evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -259,9 +261,14 @@ def test_train_denoiser_reduces_the_loss_on_2d_data():
     x = torch.randn(512, 2, generator=gen) * 0.1 + torch.tensor([1.0, -1.0])
     torch.manual_seed(0)
     model = MLPDenoiser(MLPDenoiserConfig(hidden=32, n_blocks=1))
-    config = DenoiserTrainConfig(steps=150, batch_size=128, lr=3e-3, progress=False)
-    losses = train_denoiser(model, x, schedule(50), config)
+    training = replace(DenoiserTrainConfig().training, steps=150, batch_size=128, lr=3e-3,
+                       progress=False)
+    history = train_denoiser(model, x, schedule(50), DenoiserTrainConfig(training=training))
+    losses = history.step_loss
     assert len(losses) == 150 and not model.training
+    assert history.lr[0] == 3e-3 and history.lr[-1] < 1e-5  # the cosine decays to 0
+    with pytest.raises(ValueError, match="training.steps must be set"):
+        DenoiserTrainConfig(training=TrainConfig())
     assert sum(losses[-20:]) / 20 < 0.6 * sum(losses[:20]) / 20
 
 
@@ -289,7 +296,7 @@ def test_bad_arguments_raise_clear_errors():
     mlp = MLPDenoiser()
     with pytest.raises(ValueError, match="schedule must be one of"):
         make_betas(DiffusionConfig(schedule="quadratic"))
-    with pytest.raises(ValueError, match="n_steps must be an int >= 1"):
+    with pytest.raises(ValueError, match="n_steps must be a positive int"):
         make_betas(DiffusionConfig(n_steps=0))
     with pytest.raises(ValueError, match="beta_end \\* 1000 / T < 1"):
         make_betas(DiffusionConfig(n_steps=10))
@@ -327,13 +334,12 @@ def test_bad_arguments_raise_clear_errors():
 
 @pytest.fixture(scope="module")
 def checkpoint():
-    return load_checkpoint(device=torch.device("cpu"))
+    return load_trained_digits(device=torch.device("cpu"))  # the shipped one, verified
 
 
 def test_checkpoint_is_small_and_its_scorer_is_a_good_classifier(checkpoint):
-    from dlbook.train_diffusion import CHECKPOINT
-
-    assert CHECKPOINT.stat().st_size < 2**20, CHECKPOINT.stat().st_size  # under 1 MiB
+    size = shipped_checkpoint(DIGITS_CHECKPOINT).stat().st_size
+    assert size < 2**20, size  # under 1 MiB
     test = load_digits(as_images=True).test
     assert evaluate(checkpoint.classifier, test)["accuracy"] >= 0.95
     # real test digits, put in the diffusion range, are scored as the classifier's accuracy
@@ -346,7 +352,7 @@ def test_checkpoint_generates_digits_the_classifier_recognises(checkpoint):
     recipe = checkpoint.recipe
     labels = torch.arange(10).repeat(10)  # 100 digits, 10 of each class
     images = generate(checkpoint.model, checkpoint.schedule, labels,
-                      sample_steps=recipe.sample_steps, guidance=recipe.guidance, seed=123)
+                      sample_steps=recipe["sample_steps"], guidance=recipe["guidance"], seed=123)
     assert images.shape == (100, 1, 8, 8)
     score = score_samples(checkpoint.classifier, images, labels)
     assert score["accuracy"] >= 0.9, score
@@ -361,12 +367,19 @@ def test_checkpoint_generates_digits_the_classifier_recognises(checkpoint):
 
 
 def test_checkpoint_round_trip(checkpoint, tmp_path):
-    save_checkpoint(checkpoint, tmp_path / "digits.pt")
-    again = load_checkpoint(tmp_path / "digits.pt", device=torch.device("cpu"))
+    save_trained_digits(tmp_path / "digits.pt", model=checkpoint.model,
+                        classifier=checkpoint.classifier, recipe=checkpoint.recipe,
+                        metrics=checkpoint.metrics)
+    again = load_trained_digits(tmp_path / "digits.pt", device=torch.device("cpu"))
     assert again.recipe == checkpoint.recipe and again.metrics == checkpoint.metrics
+    assert torch.equal(again.schedule.alpha_bar, checkpoint.schedule.alpha_bar)
     x, t = torch.randn(3, 1, 8, 8), torch.tensor([0, 50, 199])
     with torch.no_grad():
         y = torch.arange(3)
         assert torch.equal(again.model(x, t, y), checkpoint.model(x, t, y))
-    with pytest.raises(FileNotFoundError, match="python -m dlbook.train_diffusion"):
-        load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_trained_digits(tmp_path / "missing.pt")
+    with pytest.raises(FileExistsError, match="digits.pt exists"):  # never replaced silently
+        save_trained_digits(tmp_path / "digits.pt", model=checkpoint.model,
+                            classifier=checkpoint.classifier, recipe=checkpoint.recipe,
+                            metrics=checkpoint.metrics)

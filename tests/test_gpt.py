@@ -1,4 +1,5 @@
-"""Tests of dlbook.gpt (causality, key-value cache, parameter counts) and dlbook.train_gpt."""
+"""Tests of dlbook.gpt (causality, key-value cache, parameter counts, checkpoints). The
+training script, scripts/train_gpt.py, is tested in test_scripts.py."""
 
 import dataclasses
 
@@ -8,26 +9,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlbook.attention import KVCache
+from dlbook.checkpoint import shipped_checkpoint
 from dlbook.gpt import (
     GPT,
     GPT2_SIZES,
+    GPT_CHECKPOINT,
+    LSTM_CHECKPOINT,
     GPTConfig,
     count_parameters,
+    data_fingerprint,
     gpt2_config,
     gpt_parameter_formula,
+    load_char_lm,
     meta_gpt,
 )
-from dlbook.rnn import CharLSTM
 from dlbook.text import CharCorpus, evaluate_char_lm
-from dlbook.train_gpt import (
-    CHECKPOINT,
-    LSTM_CHECKPOINT,
-    TrainGPTConfig,
-    data_fingerprint,
-    learning_rate,
-    load_checkpoint,
-    main,
-)
 
 SMALL = GPTConfig(vocab_size=11, block_size=16, n_layers=2, n_heads=2, d_model=8, dropout=0.0)
 
@@ -139,45 +135,17 @@ def test_overfits_one_batch():
     assert final.item() < 0.05, final.item()
 
 
-def test_learning_rate_schedule():
-    config = TrainGPTConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10)
-    assert learning_rate(0.0, 0, config) == pytest.approx(1e-4)
-    assert learning_rate(0.0, 9, config) == pytest.approx(1e-3)
-    assert learning_rate(0.5, 500, config) == pytest.approx(5.5e-4)
-    assert learning_rate(1.0, 999, config) == pytest.approx(1e-4)
-
-
-@pytest.mark.parametrize("kind, model_class", [("gpt", GPT), ("lstm", CharLSTM)])
-def test_training_script_round_trip(tmp_path, capsys, kind, model_class):
-    out = tmp_path / "tiny.pt"
-    main(["--model", kind, "--max_steps", "3", "--eval_every", "2", "--n_layers", "1",
-          "--d_model", "16", "--block_size", "32", "--eval_windows", "8", "--out", str(out)])
-    assert "saved" in capsys.readouterr().out
-    model, vocab, record = load_checkpoint(out)
-    assert isinstance(model, model_class) and record["model"] == kind
-    assert record["steps"] == 3 and record["history"]["step"] == [2]
-    corpus = CharCorpus.pydoc()
-    assert vocab.chars == corpus.vocab.chars
-    val = evaluate_char_lm(model, corpus.val, 32, record["eval_windows"])
-    assert val == pytest.approx(record["val_loss_subset"], abs=1e-4)
-    with pytest.raises(ValueError, match="no checkpoint"):
-        load_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match="model must be one of"):
-        TrainGPTConfig(model="rnn")
-
-
-@pytest.mark.parametrize("path", [CHECKPOINT, LSTM_CHECKPOINT], ids=["gpt", "lstm"])
-def test_shipped_checkpoint_reaches_its_recorded_validation_loss(path):
-    assert path.is_file(), f"{path} is missing; run python -m dlbook.train_gpt"
+@pytest.mark.parametrize("name", [GPT_CHECKPOINT, LSTM_CHECKPOINT], ids=["gpt", "lstm"])
+def test_shipped_checkpoint_reaches_its_recorded_validation_loss(name):
+    path = shipped_checkpoint(name)  # checked against MANIFEST.json
     assert path.stat().st_size < 4e6  # a few MB at most
-    model, vocab, record = load_checkpoint(path)
+    model, vocab, record = load_char_lm(path)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     if record["model"] == "gpt":
         assert record["val_loss"] <= 1.30, record["val_loss"]  # nats per character
-    corpus = CharCorpus.pydoc()
-    if data_fingerprint(corpus.val) != record["val_sha256"]:
-        pytest.skip("this Python's pydoc_data differs from the one the checkpoint was scored on")
-    assert vocab.chars == corpus.vocab.chars
+    corpus = CharCorpus.pydoc()  # the shipped snapshot: the same text on every Python
+    assert data_fingerprint(corpus.val) == record["val_sha256"]
+    assert vocab.chars == corpus.vocab.chars and len(vocab) == 103
     block_size = record["train_config"]["block_size"]
     val = evaluate_char_lm(model, corpus.val, block_size, record["eval_windows"])
     assert val == pytest.approx(record["val_loss_subset"], abs=2e-3), val
@@ -186,8 +154,8 @@ def test_shipped_checkpoint_reaches_its_recorded_validation_loss(path):
 
 
 def test_gpt_beats_the_lstm_at_equal_cpu_time():
-    _, _, gpt = load_checkpoint(CHECKPOINT)
-    _, _, lstm = load_checkpoint(LSTM_CHECKPOINT)
+    _, _, gpt = load_char_lm()
+    _, _, lstm = load_char_lm(shipped_checkpoint(LSTM_CHECKPOINT))
     assert lstm["cpu_seconds"] >= 0.98 * gpt["cpu_seconds"], (lstm["cpu_seconds"],
                                                               gpt["cpu_seconds"])
     assert gpt["val_loss"] < lstm["val_loss"] - 0.05, (gpt["val_loss"], lstm["val_loss"])

@@ -80,5 +80,5 @@ def test_scalarnet_errors_are_clear():
         Neuron(2, random.Random(0))([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="at least two positive ints"):
         ScalarMLP([2])
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be > 0"):
         sgd_step([], lr=0.0)

@@ -190,7 +190,7 @@ def test_dropout_keeps_the_mean_and_is_identity_in_eval():
     layer.training = False
     close(layer.forward(x), x)
     close(layer.backward(x), x)
-    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\)"):
         Dropout(1.0)
 
 

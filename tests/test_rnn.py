@@ -1,4 +1,4 @@
-"""Tests for dlbook.rnn: from-scratch cells against PyTorch, and the two models."""
+"""Tests for dlbook.rnn: from-scratch cells against PyTorch, and the character LSTM."""
 
 import dataclasses
 
@@ -14,24 +14,11 @@ from dlbook.rnn import (
     GRUCell,
     LSTMCell,
     RNNCell,
-    Seq2Seq,
-    Seq2SeqConfig,
-    Seq2SeqTrainConfig,
-    accuracy_by_length,
     hidden_grad_norms,
     rnn_unroll,
-    seq2seq_vocab_size,
-    teacher_forcing_step,
-    train_seq2seq,
 )
-from dlbook.text import (
-    EOS,
-    PAD,
-    CharCorpus,
-    LMTrainConfig,
-    make_seq2seq_data,
-    train_char_lm,
-)
+from dlbook.text import CharCorpus, LMTrainConfig, train_char_lm
+from dlbook.train import TrainConfig
 
 TORCH_LAYERS = {"rnn": (nn.RNN, RNNCell), "lstm": (nn.LSTM, LSTMCell), "gru": (nn.GRU, GRUCell)}
 
@@ -59,8 +46,8 @@ def test_cells_match_torch_values_and_gradients(kind, b, t, i, h, seed):
     g_ours = torch.autograd.grad((ours * w).sum(), [x, *cell.parameters()])
     g_theirs = torch.autograd.grad((theirs * w).sum(), [x, *layer.parameters()])
     torch.testing.assert_close(g_ours[0], g_theirs[0])
-    torch_grads = dict(zip([n for n, _ in layer.named_parameters()], g_theirs[1:]))
-    ours_by_name = dict(zip([n for n, _ in cell.named_parameters()], g_ours[1:]))
+    torch_grads = dict(zip([n for n, _ in layer.named_parameters()], g_theirs[1:], strict=True))
+    ours_by_name = dict(zip([n for n, _ in cell.named_parameters()], g_ours[1:], strict=True))
     # each of our matrices is the transpose of PyTorch's; the summed bias gets both gradients
     w_x = "W_xh" if kind == "rnn" else "W_x"
     w_h = "W_hh" if kind == "rnn" else "W_h"
@@ -175,57 +162,19 @@ def test_train_char_lm_learns_and_stops_on_time():
     corpus = CharCorpus.from_text(text)
     torch.manual_seed(0)
     model = CharLSTM(CharLSTMConfig(len(corpus.vocab), embed_dim=16, hidden_size=64))
-    config = LMTrainConfig(steps=60, batch_size=16, block_size=32, lr=1e-2, eval_every=20,
+    training = TrainConfig(steps=60, batch_size=16, lr=1e-2, grad_clip=1.0, eval_every=20,
                            progress=False)
+    config = LMTrainConfig(training=training, block_size=32)
     history = train_char_lm(model, corpus, config)
-    assert history.step == [20, 40, 60]
+    assert history.step == [20, 40, 60] and len(history.step_loss) == 60
     assert history.val_loss[-1] < 0.5 * history.val_loss[0]
     assert history.val_loss[-1] < 0.5  # the text repeats, so it becomes nearly predictable
-    with pytest.raises(ValueError, match="eval_every must be a positive int"):
-        LMTrainConfig(eval_every=0)
-    with pytest.raises(ValueError, match="max_seconds must be None or > 0"):
-        LMTrainConfig(max_seconds=0)
-    timed = train_char_lm(model, corpus, dataclasses.replace(config, steps=10**6,
-                                                             max_seconds=0.5))
-    assert timed.step[-1] < 10**6 and 0.5 <= timed.seconds[-1] < 5.0
-
-
-def test_seq2seq_overfits_and_decodes():
-    torch.manual_seed(0)
-    n_symbols = 4
-    model = Seq2Seq(Seq2SeqConfig(seq2seq_vocab_size(n_symbols), embed_dim=16, hidden_size=64))
-    config = Seq2SeqTrainConfig(steps=250, batch_size=64, lr=1e-2, min_len=1, max_len=4,
-                                n_symbols=n_symbols, progress=False)
-    with pytest.raises(ValueError, match="min_len <= max_len"):
-        dataclasses.replace(config, min_len=5)
-    losses = train_seq2seq(model, config)
-    assert losses[-1] < 0.1 * losses[0]
-    accuracy = accuracy_by_length(model, [1, 2, 3, 4], n_per_length=100, n_symbols=n_symbols)
-    assert min(accuracy.values()) > 0.9, accuracy
-    data = make_seq2seq_data(5, 3, 3, n_symbols, generator=torch.Generator().manual_seed(0))
-    pred = model.greedy_decode(data.src, data.src_len, max_len=8)
-    assert pred.shape[0] == 5 and pred.shape[1] <= 8
-    assert bool((pred[:, 3] == EOS).all()) and bool((pred[:, 4:] == PAD).all())
-
-
-def test_teacher_forcing_step_learns_a_batch_and_checks_its_input():
-    torch.manual_seed(0)
-    model = Seq2Seq(Seq2SeqConfig(seq2seq_vocab_size(4), embed_dim=8, hidden_size=32))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    data = make_seq2seq_data(16, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    losses = [teacher_forcing_step(model, opt, data, grad_clip=1.0) for _ in range(60)]
-    assert losses[-1] < 0.2 * losses[0], losses
-    with pytest.raises(TypeError, match="data must be a Seq2SeqData"):
-        teacher_forcing_step(model, opt, (data.src, data.tgt), grad_clip=None)
-
-
-def test_seq2seq_padding_does_not_change_the_context():
-    torch.manual_seed(0)
-    model = Seq2Seq(Seq2SeqConfig(seq2seq_vocab_size(5), hidden_size=8)).eval()
-    src = torch.tensor([[3, 4, 5, PAD, PAD]])
-    h, c = model.encode(src, torch.tensor([3]))
-    h_short, c_short = model.encode(src[:, :3], torch.tensor([3]))
-    torch.testing.assert_close(h, h_short)
-    torch.testing.assert_close(c, c_short)
-    with pytest.raises(ValueError, match="src must be \\(B, S\\)"):
-        model.encode(src, torch.tensor([3, 3]))
+    with pytest.raises(ValueError, match="block_size must be given for a CharLSTM"):
+        train_char_lm(model, corpus, LMTrainConfig(training=training))
+    with pytest.raises(ValueError, match="training.steps must be set"):
+        LMTrainConfig(training=TrainConfig())
+    with pytest.raises(TypeError, match="training must be a TrainConfig"):
+        LMTrainConfig(training={"steps": 10})
+    timed = train_char_lm(model, corpus, dataclasses.replace(
+        config, training=dataclasses.replace(training, steps=10**6, max_seconds=0.5)))
+    assert timed.step[-1] < 10**6 and 0.5 <= timed.elapsed[-1] < 5.0

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from dlbook import scale
+from dlbook import checkpoint, scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -224,11 +224,11 @@ def test_corrupted_checkpoint_is_refused(saved):
     path.write_bytes(b"PK\x03\x04" + data[20:])
     with pytest.raises(ValueError, match="not a dlbook checkpoint"):
         scale.load_checkpoint(path, fingerprint=fp)
-    path.write_bytes(scale.CHECKPOINT_MAGIC + b"{not json\n" + data[-50:])
+    path.write_bytes(checkpoint.MAGIC + b"{not json\n" + data[-50:])
     with pytest.raises(ValueError, match="corrupted header"):
         scale.load_checkpoint(path, fingerprint=fp)
-    path.write_bytes(data.replace(b'"version": 1', b'"version": 2', 1))
-    with pytest.raises(ValueError, match="format version 2, this code reads 1"):
+    path.write_bytes(data.replace(b'"version": 2', b'"version": 3', 1))
+    with pytest.raises(ValueError, match="format version 3, this code reads 2"):
         scale.load_checkpoint(path, fingerprint=fp)
 
 

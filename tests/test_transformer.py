@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlbook.attention import MultiHeadAttention, causal_mask, padding_mask
-from dlbook.rnn import seq2seq_vocab_size
+from dlbook.seq2seq import Seq2SeqTrainConfig, seq2seq_vocab_size
 from dlbook.text import EOS, PAD, make_seq2seq_data
-from dlbook.transformer import Transformer, TransformerBlock, TransformerConfig
+from dlbook.train import TrainConfig
+from dlbook.transformer import Transformer, TransformerBlock, TransformerConfig, train_transformer
 
 F = torch.nn.functional
 
@@ -152,3 +153,18 @@ def test_overfits_one_batch():
         opt.step()
     assert loss.item() < 0.05, loss.item()
 
+
+
+def test_train_transformer_learns_to_copy_on_mixed_length_batches():
+    torch.manual_seed(0)
+    config = TransformerConfig(vocab_size=seq2seq_vocab_size(4), max_len=16, d_model=32,
+                               n_heads=2, n_layers=1, d_ff=64)
+    model = Transformer(config)
+    training = TrainConfig(steps=120, batch_size=32, lr=3e-3, grad_clip=1.0, progress=False)
+    task = Seq2SeqTrainConfig(training=training, min_len=1, max_len=5, n_symbols=4, task="copy")
+    history = train_transformer(model, task)
+    losses = history.step_loss
+    assert len(losses) == 120 and history.lr == [3e-3] * 120
+    assert sum(losses[-10:]) / 10 < 0.3 * sum(losses[:10]) / 10, losses
+    with pytest.raises(TypeError, match="config must be a Seq2SeqTrainConfig"):
+        train_transformer(model, training)

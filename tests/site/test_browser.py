@@ -2,7 +2,9 @@
 
 Run after the site build (the README's test command does): ``pytest tests/site``. It reads
 ``_build/html``; plain ``pytest`` leaves this folder out because the pages must exist first.
-Screenshots of every chapter are saved in ``_build/screenshots/``.
+Screenshots of every chapter in light, dark and phone views are saved in
+``_build/screenshots/`` by ``test_reader.py``, which also checks overflow, figures, solution
+labels and console messages on every page through the DevTools protocol.
 """
 
 import os
@@ -17,7 +19,6 @@ from booktools import ROOT
 from booktools.notebooks import chapters
 
 SITE = ROOT / "_build" / "html"
-SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
 # Flags for a closed network: no background connections Chromium would make on its own.
@@ -68,16 +69,6 @@ def test_chapter_renders_math_figures_and_buttons(chapter, tmp_path):
     errors = [line for line in result.stderr.splitlines()
               if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
     assert not errors, errors
-
-
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
-def test_chapter_screenshot(chapter, tmp_path):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shot = SHOTS / f"{chapter.stem}.png"
-    shot.unlink(missing_ok=True)
-    chromium((SITE / "book" / f"{chapter.stem}.html").as_uri(), tmp_path,
-             "--window-size=1280,2400", f"--screenshot={shot}")
-    assert shot.is_file() and shot.stat().st_size > 20_000, "the screenshot is empty"
 
 
 def test_search_finds_a_chapter_term(tmp_path):

@@ -18,8 +18,8 @@ import pytest
 from filelock import FileLock
 from nbclient import NotebookClient
 
-from booktools import ROOT
-from booktools.notebooks import chapters, repository_url
+from booktools import ROOT, repository_url
+from booktools.notebooks import chapters
 
 VENV = ROOT / "_build" / "colab-venv"
 COLAB_PACKAGES = ["torch==2.13.0", "numpy", "matplotlib", "scikit-learn", "tqdm", "ipykernel"]
@@ -63,9 +63,11 @@ def colab_python():
 def test_colab_notebook_runs_outside_the_repository(chapter, colab_python, tmp_path, monkeypatch):
     nb = nbformat.read(chapter.with_suffix(".ipynb"), as_version=4)
     install = nb.cells[0]
-    assert repository_url() in install.source
-    # Pretend to be Colab, and install from this clone instead of GitHub.
-    install.source = install.source.replace(f"git+{repository_url()}", f"git+file://localhost{ROOT}")
+    github = f'DLBOOK = "git+{repository_url()}"'
+    assert github in install.source
+    # Pretend to be Colab, and install from this clone instead of GitHub. (Where pip fails,
+    # the cell raises one RuntimeError naming the address: tests/test_book.py checks that.)
+    install.source = install.source.replace(github, f'DLBOOK = "git+file://localhost{ROOT}"')
     nb.cells.insert(0, nbformat.v4.new_code_cell(
         "import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')"))
     before = pip_freeze(colab_python)

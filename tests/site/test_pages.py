@@ -55,3 +55,36 @@ def test_search_index_covers_the_chapters(site):
     index = (site / "searchindex.js").read_text()
     assert (site / "search.html").is_file()
     assert "revers" in index and "autodiff" in index  # stemmed terms from chapter 1
+
+
+# A tqdm bar line: "desc:  42%|####      | 21/50 [00:01<00:02, 12.3it/s]"
+BAR = re.compile(r"(?P<desc>[^\r\n|]*?)\s*\d+%\|")
+WARNING = re.compile(r"\b[A-Z]\w*Warning\b|\bwarnings\.warn\b|/site-packages/|\.py:\d+: ")
+
+
+def output_blocks(html: str) -> list[str]:
+    """The text of every code-cell output on a page, as the reader sees it (unescaped)."""
+    import html as html_lib
+
+    blocks = re.findall(r'<div class="cell_output[^"]*"[^>]*>(.*?)</div>\s*</div>', html, re.S)
+    pres = [p for b in blocks for p in re.findall(r"<pre[^>]*>(.*?)</pre>", b, re.S)]
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", p)) for p in pres]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_progress_bars_show_one_final_line_each(site, chapter):
+    html = (site / "book" / f"{chapter.stem}.html").read_text()
+    for text in output_blocks(html):
+        bars = [m.group("desc").strip() for line in re.split(r"[\r\n]+", text)
+                for m in [BAR.search(line)] if m]
+        assert len(bars) == len(set(bars)), f"a progress bar left several lines: {bars[:6]}"
+        assert not re.search(r"(^|\s)0%\|", text), f"a stale 0% progress line: {text[:300]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_no_warning_text_in_any_output(site, chapter):
+    html = (site / "book" / f"{chapter.stem}.html").read_text()
+    for text in output_blocks(html):
+        found = WARNING.search(text)
+        start = max(0, found.start() - 200) if found else 0
+        assert not found, f"warning text in an output: ...{text[start:start + 400]}"

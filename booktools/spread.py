@@ -1,0 +1,130 @@
+"""Do the book's claims hold on other seeds and thread counts? Execute chapters and see.
+
+Every chapter asserts its claims with margins. A margin is only honest if it holds beyond the
+one numerical path the book is built on, so this script executes each chapter under several
+settings, each in a fresh kernel:
+
+- PyTorch with 1, 2 and 4 intra-op threads (``OMP_NUM_THREADS``), seed offset 0;
+- training seed offsets 1 and 2 with one thread: ``DLBOOK_SEED_OFFSET`` is added to every
+  ``dlbook.set_seed`` call (the chapters' and the training loops'), so every model starts from
+  other weights and sees other batches, while the data sets stay the same.
+
+For each chapter and setting it records whether every assert held (and the first failure),
+and every glued number that is not a timing. It prints a table and writes
+``_build/spread.json``, whose spread (min and max per glued number) is what the chapters'
+margins are set from. It takes a while: about five executions of every chapter.
+
+Usage::
+
+    python -m booktools.spread                  # every chapter, every setting
+    python -m booktools.spread 06 07            # chapters whose name contains 06 or 07
+    python -m booktools.spread --threads 1 2 4 --seeds 0   # threads only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from booktools import ROOT
+from booktools.bench import GLUE_TEXT, TIMING_NAME
+from booktools.notebooks import chapters
+
+SEED_OFFSET_VARIABLE = "DLBOOK_SEED_OFFSET"
+
+
+def settings(threads: list[int], seeds: list[int]) -> list[dict]:
+    """Thread counts at seed offset 0, then seed offsets other than 0 at one thread."""
+    out = [{"threads": t, "seed_offset": 0} for t in threads]
+    out += [{"threads": 1, "seed_offset": s} for s in seeds if s != 0]
+    return out
+
+
+def glued_numbers(nb) -> dict[str, float]:
+    """Every glued number of an executed chapter that is not a timing."""
+    found = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = output.get("data", {})
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if GLUE_TEXT in data and name and not TIMING_NAME.search(name):
+                try:
+                    found[name] = float(data[GLUE_TEXT].strip().strip("'\""))
+                except ValueError:
+                    pass
+    return found
+
+
+def execute_child(chapter: Path) -> dict:
+    """Execute one chapter (in a child process with the setting in its environment)."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from booktools.notebooks import read_chapter
+
+    nb = read_chapter(chapter)
+    start = time.perf_counter()
+    error = None
+    try:
+        NotebookClient(nb, timeout=900, kernel_name="python3",
+                       resources={"metadata": {"path": str(chapter.parent)}}).execute()
+    except CellExecutionError as err:
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        error = " | ".join(lines[-3:])[-600:]
+    return {"ok": error is None, "error": error, "seconds": round(time.perf_counter() - start, 1),
+            "glued": glued_numbers(nb)}
+
+
+def run(chapter: Path, setting: dict) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(setting["threads"]),
+               MKL_NUM_THREADS=str(setting["threads"]))
+    env[SEED_OFFSET_VARIABLE] = str(setting["seed_offset"])
+    out = subprocess.run([sys.executable, "-m", "booktools.spread", "--child", str(chapter)],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    if out.returncode != 0:
+        return {"ok": False, "error": out.stderr[-600:], "seconds": None, "glued": {}}
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def spread(runs: list[dict]) -> dict[str, list[float]]:
+    """[min, max] of every glued number over the runs that reported it."""
+    names = sorted({n for r in runs for n in r["glued"]})
+    return {n: [min(r["glued"][n] for r in runs if n in r["glued"]),
+                max(r["glued"][n] for r in runs if n in r["glued"])] for n in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="only chapters whose file name contains these")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--json", default=str(ROOT / "_build" / "spread.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(execute_child(Path(args.child))))
+        return 0
+    selected = [c for c in chapters() if not args.names or any(n in c.name for n in args.names)]
+    report, ok = {}, True
+    for chapter in selected:
+        runs = []
+        for setting in settings(args.threads, args.seeds):
+            result = {**setting, **run(chapter, setting)}
+            runs.append(result)
+            ok &= result["ok"]
+            status = "ok" if result["ok"] else f"FAILED: {result['error']}"
+            print(f"{chapter.stem:<16} threads {setting['threads']}  seed +{setting['seed_offset']}"
+                  f"  {result['seconds']} s  {status}", flush=True)
+        report[chapter.stem] = {"runs": runs, "spread": spread(runs)}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
