@@ -286,8 +286,12 @@ def formatted(data: dict, claim: Claim) -> str | None:
 
 
 def read_spread(root: Path = ROOT) -> dict:
-    """``_build/spread.json``: chapter stem -> glue name -> [min, max]; {} if absent."""
+    """chapter stem -> glue name -> [min, max] over seeds and thread counts: from
+    ``_build/spread.json`` (the latest ``python -m booktools.spread`` on this machine), else from
+    the record committed with the book (``booktools/spread_record.json``); {} if neither."""
     path = root / "_build" / "spread.json"
+    if not path.is_file():
+        path = root / "booktools" / "spread_record.json"
     if not path.is_file():
         return {}
     report = json.loads(path.read_text(encoding="utf8"))

@@ -19,6 +19,7 @@ Usage::
     python -m booktools.spread                  # every chapter, every setting
     python -m booktools.spread 06 07            # chapters whose name contains 06 or 07
     python -m booktools.spread --threads 1 2 4 --seeds 0   # threads only
+    python -m booktools.spread --merge a.json b.json --json booktools/spread_record.json
 """
 
 from __future__ import annotations
@@ -98,14 +99,34 @@ def spread(runs: list[dict]) -> dict[str, list[float]]:
                 max(r["glued"][n] for r in runs if n in r["glued"])] for n in names}
 
 
+def merge(paths: list[Path], out: Path) -> int:
+    """Combine reports of different chapters (later files win) and record when and where."""
+    report = {}
+    for path in paths:
+        report.update({k: v for k, v in json.loads(path.read_text()).items() if k != "_meta"})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    report["_meta"] = {"measured": time.strftime("%Y-%m-%d"), "commit": commit,
+                       "chapters": sorted(k for k in report if k != "_meta")}
+    out.write_text(json.dumps(report, indent=1))
+    failed = [(k, r["threads"], r["seed_offset"]) for k, v in report.items() if k != "_meta"
+              for r in v["runs"] if not r["ok"]]
+    print(f"wrote {out}: {len(report) - 1} chapters, failed runs: {failed or 'none'}")
+    return 0 if not failed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="only chapters whose file name contains these")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", default=str(ROOT / "_build" / "spread.json"))
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="combine earlier reports into --json instead of executing")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge([Path(p) for p in args.merge], Path(args.json))
     if args.child:
         print(json.dumps(execute_child(Path(args.child))))
         return 0

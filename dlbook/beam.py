@@ -14,6 +14,7 @@ import torch
 
 from dlbook.seq2seq import Seq2Seq
 from dlbook.text import BOS, EOS, PAD
+from dlbook.utils import check_positive_int
 
 
 def _decoder_step(model: Seq2Seq, tokens: torch.Tensor, state):
@@ -34,8 +35,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, beam_s
     """
     if src.dim() != 2 or src.shape[0] != 1:
         raise ValueError(f"src must be one source of shape (1, S), got {tuple(src.shape)}")
-    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+    check_positive_int(beam_size, 'beam_size')
     model.eval()
     state = model.encode(src, src_len)  # (h, c), each (n_layers, K, H) with K = 1 prefix
     prefixes = [[]]  # the live prefixes' tokens

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from dlbook.rnn import RNNCell
+from dlbook.utils import check_positive_int
 
 
 @dataclass
@@ -84,8 +85,7 @@ def stream_batches(data: torch.Tensor, block_size: int,
     if not isinstance(data, torch.Tensor) or data.dim() != 1:
         raise ValueError(f"data must be a 1-D tensor of ids, got {getattr(data, 'shape', data)!r}")
     for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(value, name)
     part = (len(data) - 1) // batch_size
     n_chunks = part // block_size
     if n_chunks < 1:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlbook.utils import check_positive_int
+
 
 def _check_features(num_features: object) -> int:
-    if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
-        raise ValueError(f"num_features must be a positive int, got {num_features!r}")
-    return num_features
+    return check_positive_int(num_features, "num_features")
 
 
 def _check_eps(eps: object) -> float:

@@ -28,7 +28,7 @@ from dlbook.text import (
     sequence_matches,
 )
 from dlbook.train import History, TrainConfig, fit, train_step
-from dlbook.utils import check_positive_int
+from dlbook.utils import check_ids, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Seq2Seq(nn.Module):
         if src.dim() != 2 or src_len.shape != (src.shape[0],):
             raise ValueError(f"src must be (B, S) and src_len (B,), got {tuple(src.shape)} "
                              f"and {tuple(src_len.shape)}")
+        check_ids(src, self.config.vocab_size, "src")
         embedded = self.src_embed(src)  # (B, S, E)
         if bool((src_len == src.shape[1]).all()):  # no padding: the faster unpacked kernel
             _, state = self.encoder(embedded)
@@ -76,6 +77,7 @@ class Seq2Seq(nn.Module):
                 tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: the decoder reads the true previous tokens tgt_in (B, L), starting
         with BOS, and returns logits (B, L, V) for the next target token at each step."""
+        check_ids(tgt_in, self.config.vocab_size, "tgt_in")
         hs, _ = self.decoder(self.tgt_embed(tgt_in), self.encode(src, src_len))  # (B, L, H)
         return self.head(hs)
 

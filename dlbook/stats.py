@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 
+from dlbook.utils import check_int
+
 
 def _check_counts(k: object, n: object) -> None:
     for name, value in (("k", k), ("n", n)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        check_int(value, name)
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need n >= 1 and 0 <= k <= n, got k={k}, n={n}")
 
@@ -44,8 +45,7 @@ def paired_test(only_a: int, only_b: int) -> float:
     hypothesis each disagreement is a fair coin, so only_a ~ Binomial(only_a + only_b, 1/2).
     """
     for name, value in (("only_a", only_a), ("only_b", only_b)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        check_int(value, name, minimum=0)
     n = only_a + only_b
     if n == 0:
         return 1.0

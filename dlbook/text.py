@@ -273,9 +273,8 @@ class LMTrainConfig:
             raise ValueError("training.steps must be set: windows are drawn without end")
         for name in ("block_size", "eval_windows"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or value < 1):
-                raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+            if value is not None:
+                check_positive_int(value, name)
 
 
 def _lm_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from dlbook.utils import check_positive_int, get_device, model_device, notebook_tqdm, set_seed, tqdm
+from dlbook.utils import (
+    check_int,
+    check_positive_int,
+    get_device,
+    model_device,
+    notebook_tqdm,
+    set_seed,
+    tqdm,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> loss
 BatchLoss = Callable[[nn.Module, Any], torch.Tensor]  # (model, batch) -> mean loss of the batch
@@ -45,9 +53,7 @@ class Schedule:
     min_ratio: float = 1.0  # the rate ends at min_ratio * lr; 1.0 means no decay
 
     def __post_init__(self):
-        steps = self.warmup_steps
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        check_int(self.warmup_steps, "warmup_steps", minimum=0)
         if not 0.0 <= self.min_ratio <= 1.0:
             raise ValueError(f"min_ratio must be in [0, 1], got {self.min_ratio!r}")
 

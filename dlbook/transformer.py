@@ -28,6 +28,7 @@ from dlbook.attention import (
 from dlbook.seq2seq import Seq2SeqTrainConfig, task_batches, teacher_forcing_loss
 from dlbook.text import BOS, EOS, PAD
 from dlbook.train import History, fit
+from dlbook.utils import check_ids
 
 
 class FeedForward(nn.Module):
@@ -141,6 +142,7 @@ class Transformer(nn.Module):
         if src.dim() != 2 or src_len.shape != (src.shape[0],):
             raise ValueError(f"src must be (B, S) and src_len (B,), got {tuple(src.shape)} "
                              f"and {tuple(src_len.shape)}")
+        check_ids(src, self.config.vocab_size, "src")
         mask = padding_mask(src_len, src.shape[1])
         x = self.positions(self.src_embed(src))  # (B, S, d_model)
         for block in self.encoder:
@@ -151,6 +153,7 @@ class Transformer(nn.Module):
                need_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Next-token logits (B, L, V) for the target prefix tgt_in (B, L), and, when
         ``need_weights``, each decoder layer's cross-attention weights (B, n_heads, L, S)."""
+        check_ids(tgt_in, self.config.vocab_size, "tgt_in")
         x = self.positions(self.tgt_embed(tgt_in))  # (B, L, d_model)
         maps = []
         for block in self.decoder:

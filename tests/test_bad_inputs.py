@@ -237,7 +237,31 @@ CASES = [
     ("sampling-schedule-type", lambda: diffusion.ddpm_sample(_mlp_denoiser(), (2, 2), None),
      TypeError, ["schedule"]),
     ("chunks-not-str", lambda: bpe.chunks(b"abc"), TypeError, ["text"]),
+    # token ids outside the vocabulary of the encoder-decoders
+    ("transformer-src-id", lambda: _transformer().encode(torch.full((1, 3), 99),
+                                                          torch.tensor([3])),
+     ValueError, ["src", "99"]),
+    ("transformer-tgt-id", lambda: _transformer()(torch.ones(1, 3, dtype=torch.long),
+                                                  torch.tensor([3]), torch.full((1, 2), -1)),
+     ValueError, ["tgt_in", "-1"]),
+    ("seq2seq-src-id", lambda: _seq2seq().encode(torch.full((1, 3), 99), torch.tensor([3])),
+     ValueError, ["src", "99"]),
+    ("seq2seq-tgt-id", lambda: _seq2seq()(torch.ones(1, 3, dtype=torch.long),
+                                          torch.tensor([3]), torch.full((1, 2), 50)),
+     ValueError, ["tgt_in", "50"]),
 ]
+
+
+def _transformer():
+    from dlbook.transformer import Transformer, TransformerConfig
+
+    return Transformer(TransformerConfig(13, d_model=8, n_heads=2, n_layers=1, d_ff=16))
+
+
+def _seq2seq():
+    from dlbook.seq2seq import Seq2Seq, Seq2SeqConfig
+
+    return Seq2Seq(Seq2SeqConfig(13, embed_dim=4, hidden_size=8))
 
 
 def _cache_with(k: torch.Tensor) -> attention.KVCache:

@@ -227,7 +227,11 @@ def test_chapter_follows_the_book_pattern(chapter):
     assert re.search(r"^# \d+\. ", text, re.M), "a numbered title '# N. Title'"
     assert "## Summary" in text and "## Exercises" in text
     assert ":tags: [remove-cell]" in text, "numbers in the prose are asserted in hidden cells"
-    assert ":tags: [hide-cell]" in text, "exercise solutions are hidden cells"
+    exercises = re.findall(r"^`{3,}\{exercise\}", text, re.M)
+    solutions = re.findall(r"^`{3,}\{solution-start\} (ex-\S+)", text, re.M)
+    assert exercises, "exercises are sphinx-exercise directives (python -m booktools.exercises)"
+    assert len(solutions) >= 1 and len(set(solutions)) == len(solutions), solutions
+    assert "## References" in text, "a References section at the end"
     assert re.search(r"^set_seed\(", text, re.M), "chapters seed their random generators"
 
 
