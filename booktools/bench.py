@@ -55,7 +55,7 @@ def execute_once(chapter: Path) -> dict:
 
 
 # A line that mentions one of these reports a timing, which may differ between runs.
-TIMING_LINE = re.compile(r"(?<![A-Za-z'])(ms|s|seconds?|it/s|steps/s|tokens/s)\b|speed|time",
+TIMING_LINE = re.compile(r"(?<![A-Za-z'])(ms|us|µs|s|seconds?|it/s|steps/s|tokens/s)\b|speed|time",
                          re.I)
 # Glued values whose names contain one of these are timings too.
 TIMING_NAME = re.compile(r"seconds|_ms|speed|time|minutes", re.I)
