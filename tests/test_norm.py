@@ -19,6 +19,18 @@ def _random_affine(ours, theirs, generator):
             module.bias.copy_(beta)
 
 
+def _assert_same_forward_and_backward(ours, theirs, x, g):
+    """Outputs, input gradients and weight gradients of the two layers agree on x, with the
+    upstream gradient g."""
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y1, y2 = ours(x1), theirs(x2)
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+    (y1 * g).sum().backward()
+    (y2 * g).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("batch,features", [(2, 1), (8, 5), (33, 16)])
 def test_batch_norm_matches_torch_in_train_and_eval(batch, features):
     gen = torch.Generator().manual_seed(batch * 100 + features)
@@ -27,14 +39,8 @@ def test_batch_norm_matches_torch_in_train_and_eval(batch, features):
     _random_affine(ours, theirs, gen)
     for _ in range(3):  # training steps: outputs, gradients and running statistics agree
         x = 3 * torch.randn(batch, features, generator=gen, dtype=F64) + 2
-        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
         g = torch.randn(batch, features, generator=gen, dtype=F64)
-        y1, y2 = ours(x1), theirs(x2)
-        torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
-        (y1 * g).sum().backward()
-        (y2 * g).sum().backward()
-        torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-10, atol=1e-10)
+        _assert_same_forward_and_backward(ours, theirs, x, g)
         torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ours.running_mean, theirs.running_mean, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ours.running_var, theirs.running_var, rtol=1e-12, atol=1e-12)
@@ -64,13 +70,7 @@ def test_layer_norm_matches_torch(shape):
     _random_affine(ours, theirs, gen)
     x = 2 * torch.randn(shape, generator=gen, dtype=F64) - 1
     g = torch.randn(shape, generator=gen, dtype=F64)
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    y1, y2 = ours(x1), theirs(x2)
-    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
-    (y1 * g).sum().backward()
-    (y2 * g).sum().backward()
-    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-10, atol=1e-10)
+    _assert_same_forward_and_backward(ours, theirs, x, g)
     ours.eval()
     theirs.eval()
     torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)
