@@ -127,7 +127,9 @@ def page_targets(doc: str, text: str) -> tuple[str, dict]:
             equation = directive_option(lines, i, "label")
         if equation:
             equations += 1
-            targets[equation] = Target(doc, f"equation-{equation}", f"({equations})")
+            chapter = re.match(r"book/(\d+)_", doc)  # Sphinx numbers per chapter: (3.1)
+            number = f"{int(chapter[1])}.{equations}" if chapter else f"{equations}"
+            targets[equation] = Target(doc, f"equation-{equation}", f"({number})")
         if re.match(r"^[ \t]*(`{3,}|:{3,})\{(figure|table)\}", line):
             name = directive_option(lines, i, "name")
             if name:
@@ -209,6 +211,8 @@ def pasted(kind: str, content: str, ctx: Context) -> str:
     """A ``{glue:...}`` role or directive as its value (or a reference, without one)."""
     from myst_nb.core.variables import format_plain_text
 
+    from booktools.numbers import readable_number
+
     if kind == "text":
         key, spec = content.rsplit(":", 1) if ":" in content else (content, "s")
     else:  # "md" takes a markdown format after the colon, "any" nothing
@@ -219,7 +223,7 @@ def pasted(kind: str, content: str, ctx: Context) -> str:
         return data["text/markdown"].strip()
     if kind != "md" and "text/plain" in data:
         try:
-            return format_plain_text(data["text/plain"], spec)
+            return readable_number(format_plain_text(data["text/plain"], spec))
         except (TypeError, ValueError):
             return data["text/plain"]
     return glue_reference(key, ctx)

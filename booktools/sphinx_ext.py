@@ -188,6 +188,24 @@ class DropChapterNumber(SphinxTransform):
             first.parent.replace(first, nodes.Text(CHAPTER_NUMBER.sub("", first.astext())))
 
 
+class ReadableNumbers(SphinxTransform):
+    """A glued number in ``e`` notation (``{glue:text}`x:.0e```, "1e-05") shown with a power
+    of ten ("10⁻⁵"), as the prose around it would write it (``booktools.numbers``)."""
+
+    default_priority = 700  # after myst-nb has pasted the glued values
+
+    def apply(self) -> None:
+        from booktools.numbers import readable_number
+
+        for node in list(self.document.findall(nodes.inline)):
+            if "pasted-text" not in node.get("classes", []):
+                continue
+            text = node.astext()
+            readable = readable_number(text)
+            if readable != text:
+                node.children = [nodes.Text(readable)]
+
+
 # --------------------------------------------------------------------------------------------
 # The ledger of claims
 
@@ -319,6 +337,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("config-inited", configure)
     app.connect("html-page-context", theme_mode)
     app.add_transform(DropChapterNumber)
+    app.add_post_transform(ReadableNumbers)
     app.connect("autodoc-process-signature", shorten_signature)
     app.add_directive("ledger", LedgerDirective)
     app.connect("env-get-outdated", ledger_always)

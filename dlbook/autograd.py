@@ -1,9 +1,11 @@
-"""Automatic differentiation on scalars, in reverse mode (``Value``) and forward mode (``Dual``).
+"""Automatic differentiation on scalars, in reverse mode (``Value``) and forward mode
+(``Dual``).
 
-Chapter 1 builds both from the derivative rules of a first calculus course. ``Value`` records
-every elementary operation in a graph while computing forward; ``backward()`` then walks the
-graph once from the output to the inputs, applying the chain rule. ``Dual`` carries a value and
-one directional derivative forward alongside each other, with no graph at all.
+Chapter 1 builds both from the derivative rules of a first calculus course. ``Value``
+records every elementary operation in a graph while computing forward; ``backward()``
+then walks the graph once from the output to the inputs, applying the chain rule.
+``Dual`` carries a value and one directional derivative forward alongside each other,
+with no graph at all.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ Number = Union[int, float]
 
 def _check_number(x: object, what: str) -> float:
     """Return ``x`` as a float, or raise a TypeError that says what came instead."""
-    if type(x) is float:  # the common cases first: much cheaper than the check against Real
+    # the common cases first: much cheaper than the check against Real
+    if type(x) is float:
         return x
     if type(x) is int:
         return float(x)
     if isinstance(x, bool) or not isinstance(x, Real):
         raise TypeError(
-            f"{what} must be a real number (int or float), got {type(x).__name__}: {x!r}")
+            f"{what} must be a real number (int or float), got {type(x).__name__}: "
+            f"{x!r}"
+        )
     return float(x)
 
 
 class Value:
-    """A scalar that remembers how it was computed, so gradients can flow back through it.
+    """A scalar that remembers how it was computed, so gradients can flow back through
+    it.
 
     Attributes:
         data: the number this node holds.
@@ -38,9 +44,15 @@ class Value:
     # Fixed attributes make each of the many small nodes cheaper to create and to read.
     __slots__ = ("data", "grad", "_parents", "_op", "label", "_backward")
 
-    def __init__(self, data: Number, _parents: tuple[Value, ...] = (), _op: str = "",
-                 label: str = ""):
-        # Every operation below makes a float; only numbers from outside need the full check.
+    def __init__(
+        self,
+        data: Number,
+        _parents: tuple[Value, ...] = (),
+        _op: str = "",
+        label: str = "",
+    ):
+        # Every operation below makes a float; only numbers from outside need the full
+        # check.
         self.data = data if type(data) is float else _check_number(data, "Value data")
         self.grad = 0.0
         self._parents = _parents
@@ -52,7 +64,8 @@ class Value:
 
     @staticmethod
     def _lift(other: Value | Number) -> Value:
-        """Wrap a plain number as a constant node, so ``2 * x`` and ``x * 2`` both work."""
+        """Wrap a plain number as a constant node, so ``2 * x`` and ``x * 2`` both
+        work."""
         if isinstance(other, Value):
             return other
         return Value(_check_number(other, "operand"))
@@ -86,7 +99,9 @@ class Value:
         if self.data == 0 and k < 1:
             raise ValueError(f"0 ** {k} has no derivative at 0; use an exponent >= 1")
         if self.data < 0 and not k.is_integer():
-            raise ValueError(f"a negative base ({self.data}) needs an integer exponent, got {k}")
+            raise ValueError(
+                f"a negative base ({self.data}) needs an integer exponent, got {k}"
+            )
         out = Value(self.data**k, (self,), f"**{k:g}")
 
         def _backward():
@@ -147,7 +162,8 @@ class Value:
         out = Value(max(self.data, 0.0), (self,), "relu")
 
         def _backward():
-            self.grad += (self.data > 0) * out.grad  # we take the derivative at 0 to be 0
+            # we take the derivative at 0 to be 0
+            self.grad += (self.data > 0) * out.grad
 
         out._backward = _backward
         return out
@@ -181,7 +197,8 @@ class Value:
         """Fill in ``grad`` of every node this one depends on (reverse accumulation).
 
         Nodes are visited in reverse topological order, so a node's gradient is complete
-        (every path through it has added its share) before it is passed on to its parents.
+        (every path through it has added its share) before it is passed on to its
+        parents.
         """
         order = topological_order(self)
         for node in order:
@@ -219,10 +236,11 @@ def topological_order(root: Value) -> list[Value]:
 
 
 class Dual:
-    """A dual number ``a + b*eps`` with ``eps**2 = 0``: a value and its derivative, carried forward.
+    """A dual number ``a + b*eps`` with ``eps**2 = 0``: a value and its derivative,
+    carried forward.
 
-    Seeding an input with ``dot=1`` (and every other input with 0) makes ``dot`` of any result
-    the derivative with respect to that input: one forward pass per input.
+    Seeding an input with ``dot=1`` (and every other input with 0) makes ``dot`` of any
+    result the derivative with respect to that input: one forward pass per input.
     """
 
     def __init__(self, val: Number, dot: Number = 0.0):
@@ -231,7 +249,9 @@ class Dual:
 
     @staticmethod
     def _lift(other: Dual | Number) -> Dual:
-        return other if isinstance(other, Dual) else Dual(_check_number(other, "operand"))
+        return (
+            other if isinstance(other, Dual) else Dual(_check_number(other, "operand"))
+        )
 
     def __add__(self, other: Dual | Number) -> Dual:
         other = self._lift(other)
@@ -247,7 +267,9 @@ class Dual:
         if self.val == 0 and k < 1:
             raise ValueError(f"0 ** {k} has no derivative at 0; use an exponent >= 1")
         if self.val < 0 and not k.is_integer():
-            raise ValueError(f"a negative base ({self.val}) needs an integer exponent, got {k}")
+            raise ValueError(
+                f"a negative base ({self.val}) needs an integer exponent, got {k}"
+            )
         return Dual(self.val**k, k * self.val ** (k - 1) * self.dot)
 
     def exp(self) -> Dual:
@@ -307,7 +329,9 @@ def _check_function(f: Callable, xs: Sequence[Number]) -> None:
         raise TypeError(f"xs must be a sequence of numbers, got {type(xs).__name__}")
 
 
-def grad_reverse(f: Callable[..., Value], xs: Sequence[Number]) -> tuple[float, list[float]]:
+def grad_reverse(
+    f: Callable[..., Value], xs: Sequence[Number]
+) -> tuple[float, list[float]]:
     """Return ``f(xs)`` and its gradient by one forward and one backward pass."""
     _check_function(f, xs)
     inputs = [Value(_check_number(x, "input")) for x in xs]
@@ -318,7 +342,9 @@ def grad_reverse(f: Callable[..., Value], xs: Sequence[Number]) -> tuple[float, 
     return out.data, [x.grad for x in inputs]
 
 
-def grad_forward(f: Callable[..., Dual], xs: Sequence[Number]) -> tuple[float, list[float]]:
+def grad_forward(
+    f: Callable[..., Dual], xs: Sequence[Number]
+) -> tuple[float, list[float]]:
     """Return ``f(xs)`` and its gradient by forward mode: one pass per input."""
     _check_function(f, xs)
     values = [_check_number(x, "input") for x in xs]

@@ -1,14 +1,16 @@
-"""Byte-pair encoding (BPE): a subword vocabulary learned from a corpus (Sennrich et al., 2016).
+"""Byte-pair encoding (BPE): a subword vocabulary learned from a corpus (Sennrich et
+al., 2016).
 
-Training starts from the text's single characters and repeatedly merges the most frequent
-adjacent pair of symbols into a new symbol, until the vocabulary has the requested size.
-Encoding replays the merges in the order they were learned. As in GPT-2, the text is first cut
-into chunks (words with their leading space, numbers, punctuation, whitespace) and no merge
-crosses a chunk boundary, so ``"the"`` and ``" the"`` become tokens but ``"e t"`` does not.
+Training starts from the text's single characters and repeatedly merges the most
+frequent adjacent pair of symbols into a new symbol, until the vocabulary has the
+requested size. Encoding replays the merges in the order they were learned. As in GPT-2,
+the text is first cut into chunks (words with their leading space, numbers, punctuation,
+whitespace) and no merge crosses a chunk boundary, so ``"the"`` and ``" the"`` become
+tokens but ``"e t"`` does not.
 
 ``BPETokenizer`` has the interface of ``dlbook.text.CharVocab``: ``encode``, ``decode``,
-``len``; characters never seen in training raise a ``ValueError`` naming them. (GPT-2 starts
-from the 256 bytes instead of characters, so no input is ever unknown.)
+``len``; characters never seen in training raise a ``ValueError`` naming them. (GPT-2
+starts from the 256 bytes instead of characters, so no input is ever unknown.)
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import torch
 from dlbook.text import checked_ids
 from dlbook.utils import check_positive_int
 
-# A word (letters, digits not first, underscores) or a number or a run of punctuation, each
-# with an optional leading space; or whitespace. Every character falls into one alternative.
+# A word (letters, digits not first, underscores) or a number or a run of punctuation,
+# each with an optional leading space; or whitespace. Every character falls into one
+# alternative.
 CHUNK = re.compile(r" ?[^\W\d]\w*| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+")
 
 
@@ -36,7 +39,8 @@ def chunks(text: str) -> list[str]:
 
 
 def merge_pair(seq: list[str], pair: tuple[str, str]) -> list[str]:
-    """Replace every non-overlapping occurrence of ``pair`` in seq, left to right, by its join."""
+    """Replace every non-overlapping occurrence of ``pair`` in seq, left to right, by
+    its join."""
     out, i = [], 0
     while i < len(seq):
         if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
@@ -51,8 +55,9 @@ def merge_pair(seq: list[str], pair: tuple[str, str]) -> list[str]:
 def learn_merges(text: str, n_merges: int) -> list[tuple[str, str]]:
     """The first ``n_merges`` merges of BPE on ``text`` (fewer if no pair occurs twice).
 
-    Pair counts are kept up to date incrementally: a merge only rewrites the chunks that contain
-    the merged pair, so each merge costs time proportional to those chunks, not to the corpus.
+    Pair counts are kept up to date incrementally: a merge only rewrites the chunks that
+    contain the merged pair, so each merge costs time proportional to those chunks, not
+    to the corpus.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -61,14 +66,16 @@ def learn_merges(text: str, n_merges: int) -> list[tuple[str, str]]:
     seqs = [list(w) for w in words]
     freq = list(words.values())
     pair_count: Counter[tuple[str, str]] = Counter()
-    where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)  # pair -> chunks with it
+    # pair -> chunks with it
+    where: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
     for i, seq in enumerate(seqs):
         for pair in zip(seq, seq[1:]):
             pair_count[pair] += freq[i]
             where[pair].add(i)
     merges = []
     while len(merges) < n_merges and pair_count:
-        # the most frequent pair (ties go to the pair counted first: training is deterministic)
+        # the most frequent pair (ties go to the pair counted first: training is
+        # deterministic)
         best = max(pair_count.items(), key=itemgetter(1))[0]
         if pair_count[best] < 2:
             break
@@ -88,20 +95,24 @@ def learn_merges(text: str, n_merges: int) -> list[tuple[str, str]]:
 class BPETokenizer:
     """A BPE vocabulary: the base characters, then one token per learned merge.
 
-    Token ids: ``0 .. len(chars) - 1`` are the characters in sorted order, then the merged
-    tokens in the order they were learned.
+    Token ids: ``0 .. len(chars) - 1`` are the characters in sorted order, then the
+    merged tokens in the order they were learned.
     """
 
     def __init__(self, chars: Sequence[str], merges: Sequence[tuple[str, str]]):
         chars = list(chars)
         if not chars or any(not isinstance(c, str) or len(c) != 1 for c in chars):
-            raise ValueError(f"chars must be single-character strings, got {chars[:10]!r}")
+            raise ValueError(
+                f"chars must be single-character strings, got {chars[:10]!r}"
+            )
         self.chars: tuple[str, ...] = tuple(chars)
         self.merges: tuple[tuple[str, str], ...] = tuple(tuple(m) for m in merges)
         self.tokens: tuple[str, ...] = self.chars + tuple(a + b for a, b in self.merges)
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
         if len(self.stoi) != len(self.tokens):
-            raise ValueError("chars and merges must give distinct tokens, got duplicates")
+            raise ValueError(
+                "chars and merges must give distinct tokens, got duplicates"
+            )
         self.rank = {pair: r for r, pair in enumerate(self.merges)}
         self._cache: dict[str, list[int]] = {}
 
@@ -113,8 +124,10 @@ class BPETokenizer:
         chars = sorted(set(text))
         check_positive_int(vocab_size, "vocab_size")
         if vocab_size < len(chars):
-            raise ValueError(f"vocab_size must be an int >= the {len(chars)} distinct "
-                             f"characters of the text, got {vocab_size!r}")
+            raise ValueError(
+                f"vocab_size must be an int >= the {len(chars)} distinct "
+                f"characters of the text, got {vocab_size!r}"
+            )
         return cls(chars, learn_merges(text, vocab_size - len(chars)))
 
     def __len__(self) -> int:
@@ -128,7 +141,9 @@ class BPETokenizer:
         if chunk not in self._cache:
             seq = list(chunk)
             while len(seq) > 1:
-                pair = min(zip(seq, seq[1:]), key=lambda p: self.rank.get(p, len(self.rank)))
+                pair = min(
+                    zip(seq, seq[1:]), key=lambda p: self.rank.get(p, len(self.rank))
+                )
                 if pair not in self.rank:
                     break
                 seq = merge_pair(seq, pair)

@@ -1,12 +1,12 @@
 """Data-parallel training with torch.distributed and DistributedDataParallel.
 
 Every process holds a full copy of the model, reads its own shard of each batch, and
-averages gradients with an all-reduce during the backward pass (Li et al., 2020). The same
-code runs as 2 CPU processes on one machine or as many GPUs on many machines::
+averages gradients with an all-reduce during the backward pass (Li et al., 2020). The
+same code runs as 2 CPU processes on one machine or as many GPUs on many machines::
 
-    python -m dlbook.ddp --nproc 2 --task gpt                          # spawns 2 processes
-    torchrun --standalone --nproc_per_node=8 -m dlbook.ddp --task gpt  # 8 GPUs, one machine
-    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 \\
+    python -m dlbook.ddp --nproc 2 --task gpt                          # spawns 2
+    processes torchrun --standalone --nproc_per_node=8 -m dlbook.ddp --task gpt  # 8
+    GPUs, one machine torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 \\
         --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 -m dlbook.ddp --task gpt
 
 A *task* is any picklable object with ``build_model()``, ``dataset()`` and
@@ -59,12 +59,15 @@ class ToyTask:
     n_samples: int = 512  # examples in the data set
     n_features: int = 8  # input dimension
     hidden: int = 32  # hidden units
-    dropout: float = 0.0  # dropout probability, which makes training consume random numbers
+    # dropout probability, which makes training consume random numbers
+    dropout: float = 0.0
 
     def build_model(self) -> nn.Module:
         return nn.Sequential(
-            nn.Linear(self.n_features, self.hidden), nn.Tanh(),
-            nn.Dropout(self.dropout), nn.Linear(self.hidden, 1),
+            nn.Linear(self.n_features, self.hidden),
+            nn.Tanh(),
+            nn.Dropout(self.dropout),
+            nn.Linear(self.hidden, 1),
         )
 
     def dataset(self) -> Dataset:
@@ -80,7 +83,8 @@ class ToyTask:
 
 
 class TokenWindows(Dataset):
-    """Windows of ``block_size + 1`` tokens from a 1-D token tensor, as (input, target) pairs."""
+    """Windows of ``block_size + 1`` tokens from a 1-D token tensor, as (input, target)
+    pairs."""
 
     def __init__(self, tokens: torch.Tensor, block_size: int, stride: int):
         check_positive_int(stride, "stride")
@@ -114,31 +118,43 @@ def pydoc_gpt_config(**sizes: Any) -> GPTConfig:
 class CharGPTTask:
     """A small character GPT (chapter 7's model) on the pydoc text, in windows of T + 1.
 
-    The model's own config says everything about it; its ``block_size`` is the window length.
+    The model's own config says everything about it; its ``block_size`` is the window
+    length.
     """
 
-    model: GPTConfig = field(default_factory=lambda: pydoc_gpt_config(
-        n_layers=2, d_model=64, n_heads=4, block_size=64))
+    model: GPTConfig = field(
+        default_factory=lambda: pydoc_gpt_config(
+            n_layers=2, d_model=64, n_heads=4, block_size=64
+        )
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, GPTConfig):
-            raise TypeError(f"model must be a GPTConfig, got {type(self.model).__name__}")
+            raise TypeError(
+                f"model must be a GPTConfig, got {type(self.model).__name__}"
+            )
 
     @property
     def block_size(self) -> int:
-        """The context length T (characters per example), read from the model's config."""
+        """The context length T (characters per example), read from the model's
+        config."""
         return self.model.block_size
 
     def build_model(self) -> nn.Module:
         n_chars = len(_pydoc_corpus().vocab)
         if self.model.vocab_size != n_chars:
-            raise ValueError(f"model.vocab_size must be the corpus's {n_chars} characters, "
-                             f"got {self.model.vocab_size}")
+            raise ValueError(
+                f"model.vocab_size must be the corpus's {n_chars} "
+                f"characters, "
+                f"got {self.model.vocab_size}"
+            )
         return GPT(self.model)
 
     def dataset(self) -> Dataset:
         # Non-overlapping windows: one epoch reads every training character once.
-        return TokenWindows(_pydoc_corpus().train, self.block_size, stride=self.block_size)
+        return TokenWindows(
+            _pydoc_corpus().train, self.block_size, stride=self.block_size
+        )
 
     def loss(self, model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         x, y = batch  # (B, T), (B, T)
@@ -150,7 +166,8 @@ class CharGPTTask:
 class RunConfig:
     """How to train: batch sizes, schedule, precision, checkpoints."""
 
-    steps: int = 20  # total optimizer steps of the run (a resumed run counts earlier ones)
+    # total optimizer steps of the run (a resumed run counts earlier ones)
+    steps: int = 20
     micro_batch: int = 16  # examples per process per forward/backward pass
     accum: int = 1  # micro-batches accumulated per optimizer step
     base_lr: float = 1e-3  # learning rate at base_batch examples per step
@@ -171,17 +188,21 @@ class RunConfig:
             value = getattr(self, name)
             check_positive_int(value, name)
         if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+            raise ValueError(
+                f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}"
+            )
         warmup_cosine(0, self.warmup, self.steps)  # checks 0 <= warmup <= steps
-        scale.amp_dtype(torch.device("cpu"), self.precision)  # checks the precision's name
+        # checks the precision's name
+        scale.amp_dtype(torch.device("cpu"), self.precision)
         if self.resume and not self.checkpoint:
             raise ValueError("resume=True needs a checkpoint path, got none")
 
 
 @dataclass
 class RunResult(History):
-    """What a run returns (from rank 0): the book's ``History`` of its steps (``step_loss``,
-    averaged over processes; ``lr``; ``seconds``, the training steps alone) and more."""
+    """What a run returns (from rank 0): the book's ``History`` of its steps
+    (``step_loss``, averaged over processes; ``lr``; ``seconds``, the training steps
+    alone) and more."""
 
     state_dict: dict = field(default_factory=dict)  # final parameters
     examples: int = 0  # examples processed by all processes together
@@ -197,10 +218,13 @@ def backend_for(device: torch.device) -> str:
 def rank_device(local_rank: int, device_type: str | None = None) -> torch.device:
     """This process's device: GPU ``local_rank`` when CUDA is used, else the CPU.
 
-    ``device_type`` is ``"cuda"`` or ``"cpu"``; None takes the book's choice, ``get_device()``.
+    ``device_type`` is ``"cuda"`` or ``"cpu"``; None takes the book's choice,
+    ``get_device()``.
     """
     if device_type not in (None, "cpu", "cuda"):
-        raise ValueError(f"device_type must be None, 'cpu' or 'cuda', got {device_type!r}")
+        raise ValueError(
+            f"device_type must be None, 'cpu' or 'cuda', got {device_type!r}"
+        )
     if (device_type or get_device().type) == "cuda":
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
@@ -213,20 +237,39 @@ def effective_batch(config: RunConfig, world_size: int) -> int:
 
 
 def _optimizer(model: nn.Module, config: RunConfig, lr: float) -> torch.optim.Optimizer:
-    """The book's optimizer (``dlbook.train.make_optimizer``): decay on matrices only."""
-    recipe = TrainConfig(lr=lr, optimizer=config.optimizer, weight_decay=config.weight_decay,
-                         momentum=0.9)
+    """The book's optimizer (``dlbook.train.make_optimizer``): decay on matrices
+    only."""
+    recipe = TrainConfig(
+        lr=lr,
+        optimizer=config.optimizer,
+        weight_decay=config.weight_decay,
+        momentum=0.9,
+    )
     return make_optimizer(model, recipe)
 
 
-def _loader(dataset: Dataset, config: RunConfig, rank: int, world_size: int) -> DataLoader:
-    # Each process reads every world_size-th example of one shared permutation per epoch.
+def _loader(
+    dataset: Dataset, config: RunConfig, rank: int, world_size: int
+) -> DataLoader:
+    # Each process reads every world_size-th example of one shared permutation per
+    # epoch.
     sampler = DistributedSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+        dataset,
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
     )
-    # A private generator: creating an iterator must not consume the global random stream.
-    return DataLoader(dataset, batch_size=config.micro_batch, sampler=sampler, drop_last=True,
-                      generator=torch.Generator().manual_seed(config.seed))
+    # A private generator: creating an iterator must not consume the global random
+    # stream.
+    return DataLoader(
+        dataset,
+        batch_size=config.micro_batch,
+        sampler=sampler,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
 
 
 def _micro_batches(loader: DataLoader, epoch: int, batch: int) -> Iterator[tuple]:
@@ -236,13 +279,16 @@ def _micro_batches(loader: DataLoader, epoch: int, batch: int) -> Iterator[tuple
     while True:
         loader.sampler.set_epoch(epoch)  # the permutation depends on (seed, epoch) only
         # On resume, islice reads and drops the batches already used in this epoch.
-        for i, data in enumerate(itertools.islice(loader, batch, None), start=batch + 1):
+        for i, data in enumerate(
+            itertools.islice(loader, batch, None), start=batch + 1
+        ):
             yield {"epoch": epoch, "batch": i}, data
         epoch, batch = epoch + 1, 0
 
 
 def _take(stream: Iterator[tuple], k: int, device: torch.device) -> tuple:
-    """The next k micro-batches, moved to ``device``, and the data position after them."""
+    """The next k micro-batches, moved to ``device``, and the data position after
+    them."""
     batches = []
     for _ in range(k):
         position, batch = next(stream)
@@ -250,10 +296,16 @@ def _take(stream: Iterator[tuple], k: int, device: torch.device) -> tuple:
     return position, batches
 
 
-def _fingerprint(model: nn.Module, task: Any, config: RunConfig, world_size: int) -> str:
+def _fingerprint(
+    model: nn.Module, task: Any, config: RunConfig, world_size: int
+) -> str:
     # Settings that change the trajectory must match on resume; where to stop need not.
-    run = dataclasses.replace(config, checkpoint=None, save_every=0, resume=False, stop_after=None)
-    return scale.fingerprint(model, {"task": task, "run": run, "world_size": world_size})
+    run = dataclasses.replace(
+        config, checkpoint=None, save_every=0, resume=False, stop_after=None
+    )
+    return scale.fingerprint(
+        model, {"task": task, "run": run, "world_size": world_size}
+    )
 
 
 def _save(path: str, state: dict, fingerprint: str, rank: int, world_size: int) -> None:
@@ -273,39 +325,60 @@ def _mean_over_processes(x: torch.Tensor, world_size: int) -> float:
     return (x / world_size).item()
 
 
-def _build(task: Any, config: RunConfig, world_size: int, device: torch.device) -> tuple:
-    """The model (wrapped in DDP when distributed), optimizer, schedule and precision."""
+def _build(
+    task: Any, config: RunConfig, world_size: int, device: torch.device
+) -> tuple:
+    """The model (wrapped in DDP when distributed), optimizer, schedule and
+    precision."""
     set_seed(config.seed)  # identical initial weights on every process
     model = task.build_model().to(device)
     fingerprint = _fingerprint(model, task, config, world_size)
     if world_size > 1:
         device_ids = [device] if device.type == "cuda" else None  # None: CPU processes
         model = DistributedDataParallel(model, device_ids=device_ids)
-    lr = scale.scaled_lr(config.base_lr, effective_batch(config, world_size), config.base_batch)
+    lr = scale.scaled_lr(
+        config.base_lr, effective_batch(config, world_size), config.base_batch
+    )
     optimizer = _optimizer(model, config, lr)
     scheduler = make_scheduler(optimizer, config.warmup, config.steps)
     dtype = scale.amp_dtype(device, config.precision)
-    return model, optimizer, scheduler, dtype, scale.make_grad_scaler(device, dtype), fingerprint
+    return (
+        model,
+        optimizer,
+        scheduler,
+        dtype,
+        scale.make_grad_scaler(device, dtype),
+        fingerprint,
+    )
 
 
 def train(
-    task: Any, config: RunConfig, *, rank: int = 0, world_size: int = 1,
+    task: Any,
+    config: RunConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
     device: torch.device | None = None,
 ) -> RunResult:
-    """Train ``task``'s model on this process's shard of the data; call it on every process.
+    """Train ``task``'s model on this process's shard of the data; call it on every
+    process.
 
-    With ``world_size > 1`` the default process group must exist (see :func:`launch`). One
-    step sees ``micro_batch * accum * world_size`` examples whatever the split, and the
-    learning rate follows the linear scaling rule (Goyal et al., 2017).
+    With ``world_size > 1`` the default process group must exist (see :func:`launch`).
+    One step sees ``micro_batch * accum * world_size`` examples whatever the split, and
+    the learning rate follows the linear scaling rule (Goyal et al., 2017).
 
     Args:
         task: builds the model and data set and computes a loss (e.g. :class:`ToyTask`).
         device: this process's device (the CPU by default).
     """
     if not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        raise ValueError(
+            f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+        )
     if world_size > 1 and not dist.is_initialized():
-        raise ValueError("world_size > 1 needs an initialised process group; use launch()")
+        raise ValueError(
+            "world_size > 1 needs an initialised process group; use launch()"
+        )
     device = device if device is not None else torch.device("cpu")
     built = _build(task, config, world_size, device)
     model, optimizer, scheduler, dtype, scaler, fingerprint = built
@@ -313,28 +386,46 @@ def train(
     if config.resume:
         state = scale.load_checkpoint(config.checkpoint, fingerprint=fingerprint)
         start_step, position = scale.restore_training_state(
-            state, model, optimizer, scheduler=scheduler, scaler=scaler, rank=rank)
+            state, model, optimizer, scheduler=scheduler, scaler=scaler, rank=rank
+        )
     else:
-        torch.manual_seed(config.seed + 1 + rank)  # each process draws its own dropout masks
-    stream = _micro_batches(_loader(task.dataset(), config, rank, world_size), **position)
-    stop = config.steps if config.stop_after is None else min(config.steps, config.stop_after)
+        # each process draws its own dropout masks
+        torch.manual_seed(config.seed + 1 + rank)
+    stream = _micro_batches(
+        _loader(task.dataset(), config, rank, world_size), **position
+    )
+    stop = (
+        config.steps
+        if config.stop_after is None
+        else min(config.steps, config.stop_after)
+    )
     result = RunResult(world_size=world_size, start_step=start_step)
     start = time.perf_counter()
     for step in range(start_step + 1, stop + 1):
         position, batches = _take(stream, config.accum, device)
         result.lr.append(scheduler.get_last_lr()[0])
-        loss = train_step(model, optimizer, batches, task.loss, dtype=dtype, scaler=scaler)
+        loss = train_step(
+            model, optimizer, batches, task.loss, dtype=dtype, scaler=scaler
+        )
         scheduler.step()
         result.step_loss.append(_mean_over_processes(loss, world_size))
         due = step == stop or (config.save_every > 0 and step % config.save_every == 0)
         if config.checkpoint and due:
-            state = scale.training_state(model, optimizer, step=step, data_position=position,
-                                         scheduler=scheduler, scaler=scaler)
+            state = scale.training_state(
+                model,
+                optimizer,
+                step=step,
+                data_position=position,
+                scheduler=scheduler,
+                scaler=scaler,
+            )
             _save(config.checkpoint, state, fingerprint, rank, world_size)
     result.seconds = time.perf_counter() - start
     result.examples = effective_batch(config, world_size) * len(result.step_loss)
     unwrapped = getattr(model, "module", model)  # the model inside DDP
-    result.state_dict = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+    result.state_dict = {
+        k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()
+    }
     return result
 
 
@@ -343,19 +434,35 @@ def _loopback_interface() -> str | None:
     return next((n for n in ("lo", "lo0") if n in names), None)
 
 
-def _worker(rank: int, world_size: int, port: int, task: Any, config: RunConfig, out: str,
-            threads: int, device_type: str | None) -> None:
+def _worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    task: Any,
+    config: RunConfig,
+    out: str,
+    threads: int,
+    device_type: str | None,
+) -> None:
     """One spawned process: join the group through the parent's store, train, report."""
-    torch.set_num_threads(threads)  # processes share the cores instead of oversubscribing
+    # processes share the cores instead of oversubscribing
+    torch.set_num_threads(threads)
     interface = _loopback_interface()
     if interface is not None:  # gloo and NCCL talk over loopback only
         os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)
         os.environ.setdefault("NCCL_SOCKET_IFNAME", interface)
     device = rank_device(rank, device_type)
     timeout = timedelta(seconds=config.timeout_s)
-    store = dist.TCPStore("127.0.0.1", port, world_size, is_master=False, timeout=timeout)
-    dist.init_process_group(backend_for(device), store=store, rank=rank,
-                            world_size=world_size, timeout=timeout)
+    store = dist.TCPStore(
+        "127.0.0.1", port, world_size, is_master=False, timeout=timeout
+    )
+    dist.init_process_group(
+        backend_for(device),
+        store=store,
+        rank=rank,
+        world_size=world_size,
+        timeout=timeout,
+    )
     try:
         result = train(task, config, rank=rank, world_size=world_size, device=device)
         if rank == 0:
@@ -376,9 +483,15 @@ def _loopback_store(world_size: int, timeout_s: float) -> Iterator[int]:
         sock.close()
         raise
     # The store takes over the listening socket (and closes it when it is deleted).
-    store = dist.TCPStore("127.0.0.1", port, world_size, is_master=True,
-                          timeout=timedelta(seconds=timeout_s), wait_for_workers=False,
-                          master_listen_fd=sock.detach())
+    store = dist.TCPStore(
+        "127.0.0.1",
+        port,
+        world_size,
+        is_master=True,
+        timeout=timedelta(seconds=timeout_s),
+        wait_for_workers=False,
+        master_listen_fd=sock.detach(),
+    )
     try:
         yield port
     finally:
@@ -388,35 +501,53 @@ def _loopback_store(world_size: int, timeout_s: float) -> Iterator[int]:
 def _start_method() -> str:
     """A fork server where the OS has one, else spawn (Windows).
 
-    Both start fresh interpreters rather than copying this process, which may hold threads.
-    The fork server imports torch once and then forks each worker from itself in
-    milliseconds, instead of every worker importing torch again (seconds each).
+    Both start fresh interpreters rather than copying this process, which may hold
+    threads. The fork server imports torch once and then forks each worker from itself
+    in milliseconds, instead of every worker importing torch again (seconds each).
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return "spawn"
     # torch._dynamo is imported by every optimizer; dlbook.ddp itself is left out, since
     # ``python -m dlbook.ddp`` runs it as the workers' main module.
-    multiprocessing.set_forkserver_preload(["torch._dynamo", "dlbook.scale", "dlbook.gpt"])
+    multiprocessing.set_forkserver_preload(
+        ["torch._dynamo", "dlbook.scale", "dlbook.gpt"]
+    )
     return "forkserver"
 
 
-def launch(task: Any, config: RunConfig, nproc: int = 2, *, threads: int = 1,
-           device_type: str | None = None, timeout_s: float = 300.0) -> RunResult:
-    """Spawn ``nproc`` processes on this machine, train with DDP, return rank 0's result.
+def launch(
+    task: Any,
+    config: RunConfig,
+    nproc: int = 2,
+    *,
+    threads: int = 1,
+    device_type: str | None = None,
+    timeout_s: float = 300.0,
+) -> RunResult:
+    """Spawn ``nproc`` processes on this machine, train with DDP, return rank 0's
+    result.
 
-    Processes meet on 127.0.0.1 (never another address). Each uses ``threads`` CPU threads,
-    or one GPU when CUDA is used (``device_type``: None follows ``get_device()``, ``"cpu"``
-    forces gloo on the CPU). Raises ``TimeoutError`` after ``timeout_s`` seconds.
+    Processes meet on 127.0.0.1 (never another address). Each uses ``threads`` CPU
+    threads, or one GPU when CUDA is used (``device_type``: None follows
+    ``get_device()``, ``"cpu"`` forces gloo on the CPU). Raises ``TimeoutError`` after
+    ``timeout_s`` seconds.
     """
     check_positive_int(nproc, "nproc")
     if rank_device(0, device_type).type == "cuda" and nproc > torch.cuda.device_count():
-        raise ValueError(f"NCCL needs one GPU per process: nproc={nproc}, GPUs="
-                         f"{torch.cuda.device_count()}; pass device_type='cpu' to use gloo")
-    with tempfile.TemporaryDirectory() as tmp, _loopback_store(nproc, timeout_s) as port:
+        raise ValueError(
+            f"NCCL needs one GPU per process: nproc={nproc}, GPUs="
+            f"{torch.cuda.device_count()}; pass device_type='cpu' to use "
+            f"gloo"
+        )
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _loopback_store(nproc, timeout_s) as port,
+    ):
         out = str(Path(tmp) / "result.pt")
         args = (nproc, port, task, config, out, threads, device_type)
-        context = mp.start_processes(_worker, args=args, nprocs=nproc, join=False,
-                                     start_method=_start_method())
+        context = mp.start_processes(
+            _worker, args=args, nprocs=nproc, join=False, start_method=_start_method()
+        )
         deadline = time.monotonic() + timeout_s
         while not context.join(timeout=0.5):  # raises if a worker failed
             if time.monotonic() > deadline:
@@ -426,12 +557,17 @@ def launch(task: Any, config: RunConfig, nproc: int = 2, *, threads: int = 1,
         return RunResult(**torch.load(out, weights_only=True))
 
 
-def _torchrun(task: Any, config: RunConfig, device_type: str | None) -> RunResult | None:
-    """Run under ``torchrun``, which sets RANK, WORLD_SIZE, LOCAL_RANK and MASTER_ADDR/PORT."""
+def _torchrun(
+    task: Any, config: RunConfig, device_type: str | None
+) -> RunResult | None:
+    """Run under ``torchrun``, which sets RANK, WORLD_SIZE, LOCAL_RANK and
+    MASTER_ADDR/PORT."""
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     device = rank_device(local_rank, device_type)
-    dist.init_process_group(backend_for(device), timeout=timedelta(seconds=config.timeout_s))
+    dist.init_process_group(
+        backend_for(device), timeout=timedelta(seconds=config.timeout_s)
+    )
     try:
         result = train(task, config, rank=rank, world_size=world_size, device=device)
     finally:
@@ -442,20 +578,37 @@ def _torchrun(task: Any, config: RunConfig, device_type: str | None) -> RunResul
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = __doc__.split("\n")[0]
     parser = argparse.ArgumentParser(prog="python -m dlbook.ddp", description=summary)
-    parser.add_argument("--nproc", type=int, default=2, help="processes to spawn (not torchrun)")
+    parser.add_argument(
+        "--nproc", type=int, default=2, help="processes to spawn (not torchrun)"
+    )
     parser.add_argument("--task", choices=["toy", "gpt"], default="toy")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
-                        help="where spawned processes compute (default: get_device())")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads per process"
+    )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="where spawned processes compute (default: get_device())",
+    )
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
         if f.name in ("resume", "stop_after", "checkpoint"):
             continue
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                            default=getattr(defaults, f.name))
-    parser.add_argument("--checkpoint", default=None, help="checkpoint file to save and resume")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop early, as if killed")
-    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=type(getattr(defaults, f.name)),
+            default=getattr(defaults, f.name),
+        )
+    parser.add_argument(
+        "--checkpoint", default=None, help="checkpoint file to save and resume"
+    )
+    parser.add_argument(
+        "--stop-after", type=int, default=None, help="stop early, as if killed"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from --checkpoint"
+    )
     return parser.parse_args(argv)
 
 
@@ -468,11 +621,17 @@ def main(argv: Sequence[str] | None = None) -> RunResult | None:
     if "LOCAL_RANK" in os.environ:
         result = _torchrun(task, config, args.device)
     else:
-        result = launch(task, config, args.nproc, threads=args.threads, device_type=args.device)
+        result = launch(
+            task, config, args.nproc, threads=args.threads, device_type=args.device
+        )
     if result is not None:
-        print(f"world size {result.world_size}: steps {result.start_step}-"
-              f"{result.start_step + len(result.step_loss)}, loss {result.step_loss[0]:.4f} -> "
-              f"{result.step_loss[-1]:.4f}, {result.examples / result.seconds:.0f} examples/s")
+        print(
+            f"world size {result.world_size}: steps {result.start_step}-"
+            f"{result.start_step + len(result.step_loss)}, loss "
+            f"{result.step_loss[0]:.4f} -> "
+            f"{result.step_loss[-1]:.4f}, {result.examples / result.seconds:.0f} "
+            f"examples/s"
+        )
     return result
 
 

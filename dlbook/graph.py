@@ -1,4 +1,5 @@
-"""Drawing a ``Value`` computational graph with matplotlib (no Graphviz, so it runs anywhere)."""
+"""Drawing a ``Value`` computational graph with matplotlib (no Graphviz, so it runs
+anywhere)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dlbook.autograd import Value, topological_order
 
 
 def graph_layers(root: Value) -> dict[int, int]:
-    """Give each node (by ``id``) a column: inputs at 0, others right of their deepest parent."""
+    """Give each node (by ``id``) a column: inputs at 0, others right of their deepest
+    parent."""
     if not isinstance(root, Value):
         raise TypeError(f"root must be a Value, got {type(root).__name__}")
     depth: dict[int, int] = {}
@@ -17,8 +19,11 @@ def graph_layers(root: Value) -> dict[int, int]:
     return depth
 
 
-def draw_graph(root: Value, ax: plt.Axes | None = None, show_grad: bool = True) -> plt.Axes:
-    """Draw the graph that computed ``root``, inputs on the left, the output on the right.
+def draw_graph(
+    root: Value, ax: plt.Axes | None = None, show_grad: bool = True
+) -> plt.Axes:
+    """Draw the graph that computed ``root``, inputs on the left, the output on the
+    right.
 
     Each node shows its label (or the operation that made it), its value and, if
     ``show_grad``, the gradient ``backward()`` stored in it.
@@ -34,11 +39,19 @@ def draw_graph(root: Value, ax: plt.Axes | None = None, show_grad: bool = True) 
             pos[id(node)] = (col * 2.2, -(row - (len(members) - 1) / 2) * 1.3)
     if ax is None:
         width = 2.2 * len(columns) + 1
-        _, ax = plt.subplots(figsize=(min(width, 12), 1.3 * max(map(len, columns.values())) + 1.2))
+        _, ax = plt.subplots(
+            figsize=(min(width, 12), 1.3 * max(map(len, columns.values())) + 1.2)
+        )
     for node in nodes:
         for parent in node._parents:
-            ax.annotate("", xy=pos[id(node)], xytext=pos[id(parent)],
-                        arrowprops=dict(arrowstyle="->", color="#555555", shrinkA=26, shrinkB=26))
+            ax.annotate(
+                "",
+                xy=pos[id(node)],
+                xytext=pos[id(parent)],
+                arrowprops=dict(
+                    arrowstyle="->", color="#555555", shrinkA=26, shrinkB=26
+                ),
+            )
     for node in nodes:
         x, y = pos[id(node)]
         name = node.label or "const"
@@ -48,9 +61,20 @@ def draw_graph(root: Value, ax: plt.Axes | None = None, show_grad: bool = True) 
         if show_grad:
             text += f"\ngrad {node.grad:.3g}"
         is_input = not node._parents
-        ax.text(x, y, text, ha="center", va="center", fontsize=9, color="#111111",
-                bbox=dict(boxstyle="round,pad=0.4", fc="#cfe3f7" if is_input else "#fbe3c4",
-                          ec="#333333"))
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="#111111",
+            bbox=dict(
+                boxstyle="round,pad=0.4",
+                fc="#cfe3f7" if is_input else "#fbe3c4",
+                ec="#333333",
+            ),
+        )
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     ax.set_xlim(min(xs) - 1.1, max(xs) + 1.1)

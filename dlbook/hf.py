@@ -1,10 +1,10 @@
 """Load weights saved in the Hugging Face layout into the book's models.
 
-``from_gpt2_state_dict`` turns a GPT-2 state dict (``GPT2LMHeadModel`` or ``GPT2Model``, as in
-the ``gpt2`` weights on the Hugging Face hub) into a ``dlbook.gpt.GPT``. The sizes are read from
-the tensors' shapes; only the number of heads, which no shape records, must be given. The
-``transformers`` package is not needed here: it is used only by the tests, as the reference the
-loaded model must match.
+``from_gpt2_state_dict`` turns a GPT-2 state dict (``GPT2LMHeadModel`` or ``GPT2Model``,
+as in the ``gpt2`` weights on the Hugging Face hub) into a ``dlbook.gpt.GPT``. The sizes
+are read from the tensors' shapes; only the number of heads, which no shape records,
+must be given. The ``transformers`` package is not needed here: it is used only by the
+tests, as the reference the loaded model must match.
 """
 
 from __future__ import annotations
@@ -22,18 +22,21 @@ GELU_VARIANTS = ("tanh", "exact")
 
 
 class GPT2FeedForward(FeedForward):
-    """The position-wise MLP with GPT-2's tanh approximation of GELU (Hendrycks and Gimpel,
-    2016), ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, which Hugging Face calls
-    ``gelu_new``. The book's ``FeedForward`` uses the exact GELU."""
+    """The position-wise MLP with GPT-2's tanh approximation of GELU (Hendrycks and
+    Gimpel, 2016), ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, which Hugging
+    Face calls ``gelu_new``. The book's ``FeedForward`` uses the exact GELU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, d_model) -> (B, T, d_model)."""
-        return self.dropout(self.proj(nn.functional.gelu(self.fc(x), approximate="tanh")))
+        return self.dropout(
+            self.proj(nn.functional.gelu(self.fc(x), approximate="tanh"))
+        )
 
 
 def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keys without the ``transformer.`` prefix of ``GPT2LMHeadModel``; drops the causal-mask
-    buffers (``attn.bias``, ``attn.masked_bias``) that older versions saved."""
+    """Keys without the ``transformer.`` prefix of ``GPT2LMHeadModel``; drops the
+    causal-mask buffers (``attn.bias``, ``attn.masked_bias``) that older versions
+    saved."""
     out = {}
     for key, value in state_dict.items():
         key = key.removeprefix("transformer.")
@@ -45,19 +48,24 @@ def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def _copy(target: torch.Tensor, source: torch.Tensor, name: str) -> None:
     if target.shape != source.shape:
-        raise ValueError(f"{name}: expected shape {tuple(target.shape)}, got {tuple(source.shape)}")
+        raise ValueError(
+            f"{name}: expected shape {tuple(target.shape)}, got {tuple(source.shape)}"
+        )
     with torch.no_grad():
         target.copy_(source)
 
 
-def from_gpt2_state_dict(state_dict: Mapping[str, torch.Tensor], n_heads: int, *,
-                         gelu: str = "tanh") -> GPT:
-    """A ``GPT`` (eval mode, float32, no dropout) with the weights of a Hugging Face GPT-2.
+def from_gpt2_state_dict(
+    state_dict: Mapping[str, torch.Tensor], n_heads: int, *, gelu: str = "tanh"
+) -> GPT:
+    """A ``GPT`` (eval mode, float32, no dropout) with the weights of a Hugging Face
+    GPT-2.
 
-    Hugging Face stores GPT-2's linear layers as ``Conv1D`` with weights of shape (in, out),
-    the transpose of ``nn.Linear``'s, and the query, key and value projections as one
-    ``c_attn`` of width 3 d_model; both are undone here. The read-out is tied to the token
-    embedding, as in GPT-2, unless the state dict holds a different ``lm_head.weight``.
+    Hugging Face stores GPT-2's linear layers as ``Conv1D`` with weights of shape (in,
+    out), the transpose of ``nn.Linear``'s, and the query, key and value projections as
+    one ``c_attn`` of width 3 d_model; both are undone here. The read-out is tied to the
+    token embedding, as in GPT-2, unless the state dict holds a different
+    ``lm_head.weight``.
 
     Args:
         state_dict: the tensors of ``GPT2LMHeadModel`` or ``GPT2Model``.
@@ -76,8 +84,15 @@ def from_gpt2_state_dict(state_dict: Mapping[str, torch.Tensor], n_heads: int, *
     n_layers = len({int(k.split(".")[1]) for k in sd if k.startswith("h.")})
     lm_head = sd.get("lm_head.weight")
     tied = lm_head is None or torch.equal(lm_head, sd["wte.weight"])
-    config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layers=n_layers,
-                       n_heads=n_heads, d_model=d_model, dropout=0.0, tie_weights=tied)
+    config = GPTConfig(
+        vocab_size=vocab_size,
+        block_size=block_size,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_model=d_model,
+        dropout=0.0,
+        tie_weights=tied,
+    )
     model = GPT(config)
     _copy(model.tok_embed.weight, sd["wte.weight"], "wte.weight")
     _copy(model.pos_embed.embed.weight, sd["wpe.weight"], "wpe.weight")
@@ -85,7 +100,9 @@ def from_gpt2_state_dict(state_dict: Mapping[str, torch.Tensor], n_heads: int, *
         p = f"h.{i}."
         if gelu == "tanh":
             block.ff = GPT2FeedForward(d_model, 4 * d_model)
-        _copy_block(block, {k.removeprefix(p): v for k, v in sd.items() if k.startswith(p)}, p)
+        _copy_block(
+            block, {k.removeprefix(p): v for k, v in sd.items() if k.startswith(p)}, p
+        )
     _copy(model.ln_final.weight, sd["ln_f.weight"], "ln_f.weight")
     _copy(model.ln_final.bias, sd["ln_f.bias"], "ln_f.bias")
     if not tied:
@@ -94,18 +111,24 @@ def from_gpt2_state_dict(state_dict: Mapping[str, torch.Tensor], n_heads: int, *
 
 
 def _copy_block(block: nn.Module, sd: dict[str, torch.Tensor], prefix: str) -> None:
-    """One Transformer block: layer norms, attention (c_attn split into q, k, v), MLP."""
+    """One Transformer block: layer norms, attention (c_attn split into q, k, v),
+    MLP."""
     pairs = [(block.ln_self, "ln_1"), (block.ln_ff, "ln_2")]
     for norm, name in pairs:
         _copy(norm.weight, sd[f"{name}.weight"], prefix + f"{name}.weight")
         _copy(norm.bias, sd[f"{name}.bias"], prefix + f"{name}.bias")
     attn = block.self_attn
-    w_q, w_k, w_v = sd["attn.c_attn.weight"].t().chunk(3)  # Conv1D (d, 3d) -> 3 x (d, d)
+    # Conv1D (d, 3d) -> 3 x (d, d)
+    w_q, w_k, w_v = sd["attn.c_attn.weight"].t().chunk(3)
     b_q, b_k, b_v = sd["attn.c_attn.bias"].chunk(3)
-    linears = [(attn.q_proj, w_q, b_q), (attn.k_proj, w_k, b_k), (attn.v_proj, w_v, b_v),
-               (attn.out_proj, sd["attn.c_proj.weight"].t(), sd["attn.c_proj.bias"]),
-               (block.ff.fc, sd["mlp.c_fc.weight"].t(), sd["mlp.c_fc.bias"]),
-               (block.ff.proj, sd["mlp.c_proj.weight"].t(), sd["mlp.c_proj.bias"])]
+    linears = [
+        (attn.q_proj, w_q, b_q),
+        (attn.k_proj, w_k, b_k),
+        (attn.v_proj, w_v, b_v),
+        (attn.out_proj, sd["attn.c_proj.weight"].t(), sd["attn.c_proj.bias"]),
+        (block.ff.fc, sd["mlp.c_fc.weight"].t(), sd["mlp.c_fc.bias"]),
+        (block.ff.proj, sd["mlp.c_proj.weight"].t(), sd["mlp.c_proj.bias"]),
+    ]
     for linear, weight, bias in linears:
         _copy(linear.weight, weight, prefix + "weight")
         _copy(linear.bias, bias, prefix + "bias")

@@ -11,13 +11,17 @@ from dlbook.gpt import GPT
 @torch.no_grad()
 def attention_maps(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
     """The self-attention weights of each block for idx (B, T): a list of ``n_layers``
-    tensors (B, n_heads, T, T), row t holding how much position t attends to each earlier
-    position. Runs ``GPT.forward``'s computation (in eval mode) with ``need_weights``."""
+    tensors (B, n_heads, T, T), row t holding how much position t attends to each
+    earlier position. Runs ``GPT.forward``'s computation (in eval mode) with
+    ``need_weights``."""
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a dlbook.gpt.GPT, got {type(model).__name__}")
     if idx.dim() != 2 or idx.shape[1] > model.config.block_size:
-        raise ValueError(f"idx must be (B, T) with T <= block_size {model.config.block_size}, "
-                         f"got {tuple(idx.shape)}")
+        raise ValueError(
+            f"idx must be (B, T) with T <= block_size "
+            f"{model.config.block_size}, "
+            f"got {tuple(idx.shape)}"
+        )
     was_training = model.training
     model.eval()
     T = idx.shape[1]

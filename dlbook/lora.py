@@ -1,10 +1,10 @@
 """LoRA: fine-tune a frozen model through low-rank updates of chosen weight matrices.
 
-Hu et al. (2022) keep a pre-trained weight ``W`` (d_out, d_in) frozen and learn
-``W + (alpha / r) B A`` with ``A`` (r, d_in) and ``B`` (d_out, r), r much smaller than d_in and
-d_out. ``B`` starts at zero, so training starts from exactly the pre-trained model. After
-training, ``B A`` can be added into ``W`` (``merge_lora``): the fine-tuned model then has the
-original architecture and costs nothing extra at inference.
+Hu et al. (2022) keep a pre-trained weight ``W`` (d_out, d_in) frozen and learn ``W +
+(alpha / r) B A`` with ``A`` (r, d_in) and ``B`` (d_out, r), r much smaller than d_in
+and d_out. ``B`` starts at zero, so training starts from exactly the pre-trained model.
+After training, ``B A`` can be added into ``W`` (``merge_lora``): the fine-tuned model
+then has the original architecture and costs nothing extra at inference.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from dlbook.utils import check_positive_int
 
 
 class LoRALinear(nn.Module):
-    """``y = x W^T + b + (alpha / r) x A^T B^T`` with ``W`` and ``b`` frozen (Hu et al., eq. 3).
+    """``y = x W^T + b + (alpha / r) x A^T B^T`` with ``W`` and ``b`` frozen (Hu et al.,
+    eq. 3).
 
     ``A`` starts like an ``nn.Linear`` weight (Kaiming uniform), ``B`` at zero.
     """
@@ -43,36 +44,53 @@ class LoRALinear(nn.Module):
         return self.base(x) + self.scaling * update
 
     def merged(self) -> nn.Linear:
-        """An ``nn.Linear`` whose weight is ``W + (alpha / r) B A``: the same function."""
-        out = nn.Linear(self.base.in_features, self.base.out_features,
-                        bias=self.base.bias is not None, device=self.base.weight.device,
-                        dtype=self.base.weight.dtype)
+        """An ``nn.Linear`` whose weight is ``W + (alpha / r) B A``: the same
+        function."""
+        out = nn.Linear(
+            self.base.in_features,
+            self.base.out_features,
+            bias=self.base.bias is not None,
+            device=self.base.weight.device,
+            dtype=self.base.weight.dtype,
+        )
         with torch.no_grad():
-            out.weight.copy_(self.base.weight + self.scaling * self.lora_B @ self.lora_A)
+            out.weight.copy_(
+                self.base.weight + self.scaling * self.lora_B @ self.lora_A
+            )
             if self.base.bias is not None:
                 out.bias.copy_(self.base.bias)
         return out
 
 
-def add_lora(model: nn.Module, rank: int = 4, alpha: float = 8.0,
-             targets: tuple[str, ...] = ("q_proj", "v_proj")) -> nn.Module:
-    """Freeze every parameter of ``model`` and wrap each ``nn.Linear`` whose attribute name is
-    in ``targets`` in a ``LoRALinear``, in place. Hu et al. adapt the query and value
-    projections, the default here. Returns the model."""
+def add_lora(
+    model: nn.Module,
+    rank: int = 4,
+    alpha: float = 8.0,
+    targets: tuple[str, ...] = ("q_proj", "v_proj"),
+) -> nn.Module:
+    """Freeze every parameter of ``model`` and wrap each ``nn.Linear`` whose attribute
+    name is in ``targets`` in a ``LoRALinear``, in place. Hu et al. adapt the query and
+    value projections, the default here. Returns the model."""
     for p in model.parameters():
         p.requires_grad_(False)
-    found = [(parent, name, child) for parent in model.modules()
-             for name, child in parent.named_children()
-             if name in targets and isinstance(child, nn.Linear)]
+    found = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if name in targets and isinstance(child, nn.Linear)
+    ]
     if not found:
-        raise ValueError(f"no nn.Linear named one of {targets} in {type(model).__name__}")
+        raise ValueError(
+            f"no nn.Linear named one of {targets} in {type(model).__name__}"
+        )
     for parent, name, child in found:
         setattr(parent, name, LoRALinear(child, rank, alpha))
     return model
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Replace every ``LoRALinear`` in ``model`` by its merged ``nn.Linear``, in place."""
+    """Replace every ``LoRALinear`` in ``model`` by its merged ``nn.Linear``, in
+    place."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, LoRALinear):

@@ -1,11 +1,13 @@
 """Batch normalization and layer normalization from scratch (chapter 3).
 
-Both standardize activations, ``x_hat = (x - mean) / sqrt(var + eps)``, then rescale them with a
-learned gain and shift, ``y = gamma * x_hat + beta``. They differ in what the statistics are taken
-over: batch normalization (Ioffe and Szegedy, 2015) averages each feature over the examples of a
-batch, layer normalization (Ba et al., 2016) averages each example over its features. The
-defaults and the update of the running statistics follow ``torch.nn.BatchNorm1d`` and
-``torch.nn.LayerNorm``, and ``tests/test_norm.py`` checks both against them in float64.
+Both standardize activations, ``x_hat = (x - mean) / sqrt(var + eps)``, then rescale
+them with a learned gain and shift, ``y = gamma * x_hat + beta``. They differ in what
+the statistics are taken
+over: batch normalization (Ioffe and Szegedy, 2015) averages each feature over the
+examples of a batch, layer normalization (Ba et al., 2016) averages each example over
+its features. The defaults and the update of the running statistics follow
+``torch.nn.BatchNorm1d`` and ``torch.nn.LayerNorm``, and ``tests/test_norm.py`` checks
+both against them in float64.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ def _check_eps(eps: object) -> float:
 class BatchNorm1d(nn.Module):
     """Batch normalization of (B, D) activations, feature by feature.
 
-    Training mode standardizes with the mean and the (biased) variance of the current batch and
-    updates running averages of both, ``running <- (1 - momentum) running + momentum batch``,
-    where the running variance uses the unbiased batch variance, as PyTorch does. Evaluation
-    mode uses the running averages, so each example's output no longer depends on its batch.
+    Training mode standardizes with the mean and the (biased) variance of the current
+    batch and updates running averages of both, ``running <- (1 - momentum) running +
+    momentum batch``, where the running variance uses the unbiased batch variance, as
+    PyTorch does. Evaluation mode uses the running averages, so each example's output no
+    longer depends on its batch.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
@@ -50,14 +53,21 @@ class BatchNorm1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, D) -> (B, D)."""
         if x.dim() != 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"x must have shape (B, {self.num_features}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (B, {self.num_features}), got {tuple(x.shape)}"
+            )
         if self.training:
             if x.shape[0] < 2:
-                raise ValueError(f"training mode needs at least 2 examples per batch, got "
-                                 f"{x.shape[0]}: the variance of one example is 0")
+                raise ValueError(
+                    f"training mode needs at least 2 examples per batch, "
+                    f"got "
+                    f"{x.shape[0]}: the variance of one example is 0"
+                )
             mean = x.mean(dim=0)  # (D,)
-            var = x.var(dim=0, unbiased=False)  # (D,), the variance that standardizes the batch
-            with torch.no_grad():  # the running averages are statistics, not part of the graph
+            # (D,), the variance that standardizes the batch
+            var = x.var(dim=0, unbiased=False)
+            # the running averages are statistics, not part of the graph
+            with torch.no_grad():
                 unbiased = var * x.shape[0] / (x.shape[0] - 1)
                 self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
                 self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased)
@@ -68,8 +78,9 @@ class BatchNorm1d(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """Layer normalization over the last axis: each example (and position) is standardized
-    over its own D features, so training and evaluation compute the same thing."""
+    """Layer normalization over the last axis: each example (and position) is
+    standardized over its own D features, so training and evaluation compute the same
+    thing."""
 
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__()
@@ -81,7 +92,9 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., D) -> (..., D)."""
         if x.dim() < 1 or x.shape[-1] != self.num_features:
-            raise ValueError(f"x must have last axis {self.num_features}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have last axis {self.num_features}, got {tuple(x.shape)}"
+            )
         mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
         var = x.var(dim=-1, unbiased=False, keepdim=True)  # (..., 1)
         x_hat = (x - mean) / torch.sqrt(var + self.eps)
@@ -89,7 +102,10 @@ class LayerNorm(nn.Module):
 
 
 def batch_norm_backward(
-    grad_out: torch.Tensor, x_hat: torch.Tensor, inv_std: torch.Tensor, weight: torch.Tensor,
+    grad_out: torch.Tensor,
+    x_hat: torch.Tensor,
+    inv_std: torch.Tensor,
+    weight: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The backward pass of training-mode batch normalization, written out.
 
@@ -99,9 +115,10 @@ def batch_norm_backward(
         inv_std: 1 / sqrt(var + eps) of the batch, (D,).
         weight: gamma, (D,).
     Returns:
-        (dL/dx, dL/dgamma, dL/dbeta). Every x_i enters the mean and the variance as well as its
-        own x_hat_i, so dL/dx_i = gamma inv_std (g_i - mean_j g_j - x_hat_i mean_j(g_j x_hat_j))
-        with g = dL/dy, each feature separately (Ioffe and Szegedy, 2015, section 3).
+        (dL/dx, dL/dgamma, dL/dbeta). Every x_i enters the mean and the variance as well
+        as its own x_hat_i, so dL/dx_i = gamma inv_std (g_i - mean_j g_j - x_hat_i
+        mean_j(g_j x_hat_j)) with g = dL/dy, each feature separately (Ioffe and Szegedy,
+        2015, section 3).
     """
     grad_weight = (grad_out * x_hat).sum(dim=0)  # (D,)
     grad_bias = grad_out.sum(dim=0)  # (D,)

@@ -1,8 +1,9 @@
-"""A neural network made of ``Value`` scalars: slow, but every number in it can be inspected.
+"""A neural network made of ``Value`` scalars: slow, but every number in it can be
+inspected.
 
 Chapter 1 trains it with the reverse-mode engine of ``dlbook.autograd`` to show that a
-network is nothing more than a large expression whose gradient ``backward()`` can compute.
-Later chapters do the same with tensors and PyTorch.
+network is nothing more than a large expression whose gradient ``backward()`` can
+compute. Later chapters do the same with tensors and PyTorch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dlbook.utils import check_positive_int, check_real
 
 
 class Neuron:
-    """``tanh(w . x + b)``, or ``w . x + b`` when ``linear``; weights start uniform in [-1, 1]."""
+    """``tanh(w . x + b)``, or ``w . x + b`` when ``linear``; weights start uniform in
+    [-1, 1]."""
 
     def __init__(self, n_inputs: int, rng: random.Random, linear: bool = False):
         check_positive_int(n_inputs, "n_inputs")
@@ -36,17 +38,22 @@ class Neuron:
 
 
 class ScalarMLP:
-    """Layers of neurons: ``sizes = [2, 8, 1]`` is 2 inputs, 8 tanh units, 1 linear output."""
+    """Layers of neurons: ``sizes = [2, 8, 1]`` is 2 inputs, 8 tanh units, 1 linear
+    output."""
 
     def __init__(self, sizes: Sequence[int], seed: int = 0):
         if len(sizes) < 2:
-            raise ValueError(f"sizes must be at least two positive ints, got {list(sizes)!r}")
+            raise ValueError(
+                f"sizes must be at least two positive ints, got {list(sizes)!r}"
+            )
         for size in sizes:
             check_positive_int(size, "every size in sizes")
         rng = random.Random(seed)
         last = len(sizes) - 2
-        self.layers = [[Neuron(n_in, rng, linear=(i == last)) for _ in range(n_out)]
-                       for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
+        self.layers = [
+            [Neuron(n_in, rng, linear=(i == last)) for _ in range(n_out)]
+            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))
+        ]
 
     def __call__(self, x: Sequence[Value | Number]) -> list[Value]:
         for layer in self.layers:
@@ -54,7 +61,9 @@ class ScalarMLP:
         return x
 
     def parameters(self) -> list[Value]:
-        return [p for layer in self.layers for neuron in layer for p in neuron.parameters()]
+        return [
+            p for layer in self.layers for neuron in layer for p in neuron.parameters()
+        ]
 
 
 def sgd_step(params: Sequence[Value], lr: float) -> None:

@@ -1,7 +1,8 @@
 """Training at scale on one device: compute and memory arithmetic, large-batch learning
 rates, gradient accumulation, mixed precision, and checkpoints that resume exactly.
 
-Chapter 9 builds on this module; ``dlbook.ddp`` runs the same steps on several processes.
+Chapter 9 builds on this module; ``dlbook.ddp`` runs the same steps on several
+processes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from torch import nn
 
 from dlbook import checkpoint
 
-# The schedule and the step are the book's one training recipe, kept in dlbook.train; they are
-# re-exported here because chapter 9 uses them as scale.warmup_cosine and scale.accumulation_step.
+# The schedule and the step are the book's one training recipe, kept in dlbook.train;
+# they are re-exported here because chapter 9 uses them as scale.warmup_cosine and
+# scale.accumulation_step.
 from dlbook.train import make_scheduler, warmup_cosine  # noqa: F401
 from dlbook.train import train_step as accumulation_step  # noqa: F401
 from dlbook.utils import check_positive_int
@@ -43,7 +45,9 @@ def training_flops(n_params: float, n_tokens: float) -> float:
     return 6.0 * float(n_params) * float(n_tokens)
 
 
-def memory_per_parameter(optimizer: str = "adam", mixed_precision: bool = False) -> dict:
+def memory_per_parameter(
+    optimizer: str = "adam", mixed_precision: bool = False
+) -> dict:
     """Bytes of training state per parameter, by part (activations not included).
 
     float32 training keeps weights and gradients in 4 bytes each; mixed precision keeps
@@ -52,11 +56,14 @@ def memory_per_parameter(optimizer: str = "adam", mixed_precision: bool = False)
 
     Args:
         optimizer: ``"sgd"``, ``"momentum"`` or ``"adam"``.
-        mixed_precision: whether weights and gradients are 16-bit with a float32 master copy.
+        mixed_precision: whether weights and gradients are 16-bit with a float32 master
+        copy.
     """
     states = {"sgd": 0, "momentum": 1, "adam": 2}
     if optimizer not in states:
-        raise ValueError(f"optimizer must be one of {sorted(states)}, got {optimizer!r}")
+        raise ValueError(
+            f"optimizer must be one of {sorted(states)}, got {optimizer!r}"
+        )
     width = 2 if mixed_precision else 4
     parts = {"weights": width, "gradients": width}
     if mixed_precision:
@@ -73,7 +80,10 @@ def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 256) -> fl
     """
     if base_lr <= 0:
         raise ValueError(f"base_lr must be positive, got {base_lr!r}")
-    for name, value in (("batch_size", batch_size), ("base_batch_size", base_batch_size)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("base_batch_size", base_batch_size),
+    ):
         check_positive_int(value, name)
     return base_lr * batch_size / base_batch_size
 
@@ -81,8 +91,8 @@ def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 256) -> fl
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for a device, or None for plain float32.
 
-    ``"auto"`` picks bfloat16 on the CPU and on GPUs that support it, float16 on older GPUs
-    (which then need a gradient scaler, :func:`make_grad_scaler`).
+    ``"auto"`` picks bfloat16 on the CPU and on GPUs that support it, float16 on older
+    GPUs (which then need a gradient scaler, :func:`make_grad_scaler`).
 
     Args:
         device: where the model computes.
@@ -94,21 +104,27 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
             return torch.float16
         return torch.bfloat16
     if precision not in choices:
-        raise ValueError(f"precision must be 'auto' or one of {sorted(choices)}, got {precision!r}")
+        raise ValueError(
+            f"precision must be 'auto' or one of {sorted(choices)}, got {precision!r}"
+        )
     return choices[precision]
 
 
 def autocast(
     device: torch.device, dtype: torch.dtype | None
 ) -> contextlib.AbstractContextManager:
-    """A context that runs matrix products in ``dtype`` (no-op when ``dtype`` is None)."""
+    """A context that runs matrix products in ``dtype`` (no-op when ``dtype`` is
+    None)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def make_grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
-    """Loss scaling for float16 (Micikevicius et al., 2018, section 3.2); a no-op otherwise.
+def make_grad_scaler(
+    device: torch.device, dtype: torch.dtype | None
+) -> torch.amp.GradScaler:
+    """Loss scaling for float16 (Micikevicius et al., 2018, section 3.2); a no-op
+    otherwise.
 
     bfloat16 has float32's exponent range, so its small gradients do not underflow.
     """
@@ -116,13 +132,16 @@ def make_grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.a
 
 
 def saved_activation_bytes(
-    model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    model: nn.Module,
+    batch: Any,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
     dtype: torch.dtype | None = None,
 ) -> int:
     """Bytes of the tensors autograd keeps from one forward pass for the backward pass.
 
-    This is the activation memory that mixed precision shrinks. Weights that autograd keeps
-    count too: the float32 parameters themselves, or under autocast their 16-bit copies.
+    This is the activation memory that mixed precision shrinks. Weights that autograd
+    keeps count too: the float32 parameters themselves, or under autocast their 16-bit
+    copies.
     """
     seen: dict = {}
 
@@ -131,32 +150,48 @@ def saved_activation_bytes(
         return t
 
     device = next(model.parameters()).device
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(device, dtype):
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        autocast(device, dtype),
+    ):
         loss_fn(model, batch)
     return sum(seen.values())
 
 
 def capture_rng_state() -> dict:
-    """The state of Python's, NumPy's, torch's and every CUDA generator, safe to checkpoint."""
+    """The state of Python's, NumPy's, torch's and every CUDA generator, safe to
+    checkpoint."""
     _, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     return {
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
 def restore_rng_state(state: dict) -> None:
-    """Restore generators from :func:`capture_rng_state`, so random draws continue exactly."""
+    """Restore generators from :func:`capture_rng_state`, so random draws continue
+    exactly."""
     missing = {"python", "numpy", "torch", "cuda"} - set(state)
     if missing:
         raise ValueError(f"RNG state lacks {sorted(missing)}")
     random.setstate(state["python"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["gauss"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -171,7 +206,9 @@ def fingerprint(model: nn.Module, config: Any = None) -> str:
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
     described = {
-        "parameters": [[n, list(t.shape), str(t.dtype)] for n, t in model.state_dict().items()],
+        "parameters": [
+            [n, list(t.shape), str(t.dtype)] for n, t in model.state_dict().items()
+        ],
         "config": config,
     }
     text = json.dumps(described, sort_keys=True, default=repr)
@@ -179,25 +216,34 @@ def fingerprint(model: nn.Module, config: Any = None) -> str:
 
 
 def save_checkpoint(path: str | Path, state: dict, *, fingerprint: str) -> None:
-    """Write a :func:`training_state` in the book's checkpoint format, replacing the last one.
+    """Write a :func:`training_state` in the book's checkpoint format, replacing the
+    last one.
 
-    :func:`dlbook.checkpoint.save_checkpoint` writes atomically (a temporary file, fsync,
-    ``os.replace``), so a crash while saving leaves the previous checkpoint intact.
+    :func:`dlbook.checkpoint.save_checkpoint` writes atomically (a temporary file,
+    fsync, ``os.replace``), so a crash while saving leaves the previous checkpoint
+    intact.
     """
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
-    checkpoint.save_checkpoint(path, kind="training_state", config={"fingerprint": fingerprint},
-                               state_dict=state, force=True)
+    checkpoint.save_checkpoint(
+        path,
+        kind="training_state",
+        config={"fingerprint": fingerprint},
+        state_dict=state,
+        force=True,
+    )
 
 
 def load_checkpoint(path: str | Path, *, fingerprint: str) -> dict:
-    """Read a state saved by :func:`save_checkpoint`, verified, for the run ``fingerprint``.
+    """Read a state saved by :func:`save_checkpoint`, verified, for the run
+    ``fingerprint``.
 
-    Raises ``ValueError`` naming the file and the problem when it is corrupted or truncated,
-    or was saved for another model or config.
+    Raises ``ValueError`` naming the file and the problem when it is corrupted or
+    truncated, or was saved for another model or config.
     """
-    saved = checkpoint.load_checkpoint(path, kind="training_state",
-                                       expected_config={"fingerprint": fingerprint})
+    saved = checkpoint.load_checkpoint(
+        path, kind="training_state", expected_config={"fingerprint": fingerprint}
+    )
     return saved.state_dict
 
 
@@ -211,19 +257,23 @@ def training_state(
     scaler: torch.amp.GradScaler | None = None,
     rng: list | None = None,
 ) -> dict:
-    """Everything needed to continue a run exactly, as a dict for :func:`save_checkpoint`.
+    """Everything needed to continue a run exactly, as a dict for
+    :func:`save_checkpoint`.
 
     Args:
         step: optimizer steps taken so far.
         data_position: where the data stream stands, e.g. ``{"epoch": 3, "batch": 17}``.
-        rng: one :func:`capture_rng_state` per process (rank order); this process's if None.
+        rng: one :func:`capture_rng_state` per process (rank order); this process's if
+        None.
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "scaler": scaler.state_dict()
+        if scaler is not None and scaler.is_enabled()
+        else None,
         "step": step,
         "data_position": dict(data_position),
         "rng": rng if rng is not None else [capture_rng_state()],
@@ -239,7 +289,8 @@ def restore_training_state(
     scaler: torch.amp.GradScaler | None = None,
     rank: int = 0,
 ) -> tuple:
-    """Load a :func:`training_state` into live objects; returns ``(step, data_position)``.
+    """Load a :func:`training_state` into live objects; returns ``(step,
+    data_position)``.
 
     The random generators are restored last, to the state of process ``rank``.
     """

@@ -305,3 +305,73 @@ def test_api_page_documents_every_module():
     modules = {f"dlbook.{p.stem}" for p in (ROOT / "dlbook").glob("*.py") if p.stem != "__init__"}
     modules |= {f"dlbook.{p.parent.name}" for p in (ROOT / "dlbook").glob("*/__init__.py")}
     assert modules <= documented, f"book/api.md misses {sorted(modules - documented)}"
+
+
+PSEUDO_MATH = re.compile(
+    r"\b(sqrt|alpha_bar|eta_\w+|lambda_\w+|sigma_\w+|beta_\w+|x_\w+|h_\w+|theta_\w+)\b|\*\*|\^")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_captions_write_math_as_math(chapter):
+    """Figure and listing captions use $...$ for math, never "sqrt(alpha_bar_t)"."""
+    lines = chapter.read_text().split("\n")
+    for i, line in enumerate(lines):
+        match = re.match(r"^\s*:?caption:\s*(.*)", line)
+        if match is None:
+            continue
+        caption, j = match[1], i + 1
+        while j < len(lines) and lines[j].startswith("      "):  # a folded YAML caption
+            caption, j = caption + " " + lines[j].strip(), j + 1
+        prose = re.sub(r"`[^`]*`", "", re.sub(r"\$[^$]*\$", "", caption.replace("\\$", "")))
+        assert not PSEUDO_MATH.search(prose), f"{chapter.name}:{i + 1}: {caption[:120]}"
+
+
+def _code_cells(text: str) -> list[list[str]]:
+    """The code lines of each {code-cell}, without its options (``:tags:`` or a YAML block)."""
+    cells, lines, i = [], text.split("\n"), 0
+    while i < len(lines):
+        if not re.match(r"^`{3,}\{code-cell\}", lines[i]):
+            i += 1
+            continue
+        j = i + 1
+        if j < len(lines) and lines[j].strip() == "---":
+            j = lines.index("---", j + 1) + 1
+        while j < len(lines) and lines[j].startswith(":"):
+            j += 1
+        end = next(k for k in range(j, len(lines)) if re.match(r"^`{3,}\s*$", lines[k]))
+        cells.append(lines[j:end])
+        i = end + 1
+    return cells
+
+
+def _included_lines(chapter) -> list[tuple[str, str]]:
+    """(where, line) for every line of every object a chapter shows with literalinclude."""
+    import ast
+
+    shown = []
+    for match in LITERALINCLUDE.finditer(chapter.read_text()):
+        obj = re.search(r"^:pyobject:\s*(\S+)", match["options"], re.M)
+        path = (chapter.parent / match["path"]).resolve()
+        if obj is None or path.suffix != ".py":
+            continue
+        source = path.read_text()
+        node = ast.parse(source)
+        for part in obj[1].split("."):
+            node = next(n for n in ast.iter_child_nodes(node) if getattr(n, "name", None) == part)
+        start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+        for k, line in enumerate(source.split("\n")[start - 1:node.end_lineno]):
+            shown.append((f"{path.name}:{start + k}", line))
+    return shown
+
+
+COLUMN = 88  # characters of code that fit the site's column without scrolling
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_code_a_reader_sees_fits_the_column(chapter):
+    """Code cells and the package code a chapter includes fit in 88 characters a line."""
+    long = [f"{chapter.name}, cell {n}: {len(line)}" for n, cell in
+            enumerate(_code_cells(chapter.read_text()), 1) for line in cell if len(line) > COLUMN]
+    long += [f"{where}: {len(line)}" for where, line in _included_lines(chapter)
+             if len(line) > COLUMN]
+    assert not long, f"{len(long)} lines wider than {COLUMN} characters: {long[:8]}"

@@ -88,3 +88,12 @@ def test_no_warning_text_in_any_output(site, chapter):
         found = WARNING.search(text)
         start = max(0, found.start() - 200) if found else 0
         assert not found, f"warning text in an output: ...{text[start:start + 400]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_glued_numbers_read_as_powers_of_ten_not_e_notation(site, chapter):
+    html = (site / "book" / f"{chapter.stem}.html").read_text()
+    pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', html)
+    assert pasted, "no glued value on the page"
+    e_notation = [t for t in pasted if re.fullmatch(r"[-+]?\d+(\.\d+)?e[-+]?\d+", t.strip())]
+    assert not e_notation, f"numbers in e notation in the prose: {e_notation[:5]}"
