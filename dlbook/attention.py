@@ -74,8 +74,8 @@ def causal_mask(
     earlier.
 
     The queries are the *last* ``t_q`` of ``t_k`` positions, so with a key-value cache
-    (``t_k`` past and present keys, ``t_q`` new queries) query i sits at position ``t_k
-    - t_q + i``.
+    (``t_k`` past and present keys, ``t_q`` new queries) query i sits at position
+    ``t_k - t_q + i``.
     """
     check_positive_int(t_q, "t_q")
     t_k = t_q if t_k is None else check_positive_int(t_k, "t_k")
@@ -231,9 +231,10 @@ class MultiHeadAttention(nn.Module):
     """``n_heads`` attentions side by side, each in its own ``d_model / n_heads``
     subspace.
 
-    ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W_O`` with ``head_i = Attention(Q
-    W_Q_i, K W_K_i, V W_V_i)`` (Vaswani et al., section 3.2.2). The heads' projections
-    are stored stacked, one ``nn.Linear`` each for Q, K, V and output.
+    ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W_O`` with
+    ``head_i = Attention(Q W_Q_i, K W_K_i, V W_V_i)`` (Vaswani et al., section 3.2.2).
+    The heads' projections are stored stacked, one ``nn.Linear`` each for Q, K, V and
+    output.
     """
 
     def __init__(
@@ -392,8 +393,8 @@ class SinusoidalPositions(nn.Module):
 
 
 class LearnedPositions(nn.Module):
-    """Adds a learned vector per position (GPT's choice): ``x + P[start : start +
-    T]``."""
+    """Adds a learned vector per position (GPT's choice):
+    ``x + P[start : start + T]``."""
 
     def __init__(self, max_len: int, d_model: int):
         super().__init__()

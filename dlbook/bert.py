@@ -262,8 +262,8 @@ def mask_tokens(
     and leave 10% unchanged. The model must predict every chosen token.
 
     Args:
-        ids: (B, T) token ids; ids below ``N_SPECIAL`` (PAD, CLS, SEP, MASK) are never
-        chosen.
+        ids: (B, T) token ids; ids below ``N_SPECIAL`` (PAD, CLS, SEP, MASK) are
+            never chosen.
         vocab_size: the random replacements are drawn from the non-special ids.
         generator: the source of randomness (CPU), for repeatable masks.
 

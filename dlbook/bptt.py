@@ -52,8 +52,8 @@ def rnn_bptt(
         h0: (B, H) initial state; zeros when None.
 
     Going backwards, the total gradient at h_t is its direct part plus what flows back
-    from h_{t+1}; through the tanh it becomes ``delta_t = dL/da_t = (dL/dh_t) * (1 -
-    h_t^2)``, and
+    from h_{t+1}; through the tanh it becomes
+    ``delta_t = dL/da_t = (dL/dh_t) * (1 - h_t^2)``, and
 
         dL/dW_hh = sum_t h_{t-1}^T delta_t,  dL/dW_xh = sum_t x_t^T delta_t,
         dL/db_h = sum_t sum_b delta_t,       dL/dh_{t-1} = delta_t W_hh^T + direct part.

@@ -337,7 +337,7 @@ def shipped_checkpoint(name: str, directory: str | Path | None = None) -> Path:
 
     Args:
         name: a file name listed in ``checkpoints/MANIFEST.json``, e.g.
-        ``"gpt_char_pydoc.pt"``.
+            ``"gpt_char_pydoc.pt"``.
         directory: where the files and the manifest are (the package's, by default).
     """
     directory = _SHIPPED_DIR if directory is None else Path(directory)

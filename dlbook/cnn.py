@@ -40,8 +40,8 @@ def _check_image(x: torch.Tensor, name: str = "x") -> None:
 def conv_output_size(
     size: int, kernel_size: int, stride: int = 1, padding: int = 0
 ) -> int:
-    """Output length along one axis: ``floor((size + 2 padding - kernel_size) / stride)
-    + 1``."""
+    """Output length along one axis:
+    ``floor((size + 2 padding - kernel_size) / stride) + 1``."""
     check_positive_int(size, "size")
     check_positive_int(kernel_size, "kernel_size")
     check_positive_int(stride, "stride")
@@ -97,14 +97,15 @@ def conv2d_loops(
 ) -> torch.Tensor:
     """2-D cross-correlation, one output position at a time.
 
-    ``y[b, o, i, j] = bias[o] + sum_{c, u, v} x_pad[b, c, i s_h + u, j s_w + v] w[o, c,
-    u, v]``
+    ``y[b, o, i, j] = bias[o] + sum_{c, u, v} x_pad[b, c, i s_h + u, j s_w + v]``
+    ``* w[o, c, u, v]``
 
     Args:
         x: images, shape (B, C_in, H, W).
         weight: kernels, shape (C_out, C_in, kH, kW).
-        bias: one number per output channel, shape (C_out,), or None. stride, padding:
-        an int or an (int, int) pair for (height, width); padding adds zeros.
+        bias: one number per output channel, shape (C_out,), or None.
+        stride, padding: an int or an (int, int) pair for (height, width); padding adds
+            zeros.
 
     Returns:
         The feature maps, shape (B, C_out, H_out, W_out).
@@ -211,8 +212,8 @@ def conv2d_backward(
     (B, C_out, H_out, W_out).
 
     With X = im2col(x) and W the kernels as a (C_out, C_in kH kW) matrix, y = W X + b,
-    so ``dW = sum_b dY_b X_b^T``, ``db = sum over b and positions of dY``, ``dX = W^T
-    dY`` and ``dx = col2im(dX)``.
+    so ``dW = sum_b dY_b X_b^T``, ``db = sum over b and positions of dY``,
+    ``dX = W^T dY`` and ``dx = col2im(dX)``.
     """
     _check_image(grad_y, "grad_y")
     _check_conv(x, weight, None, stride, padding)

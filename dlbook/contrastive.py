@@ -45,8 +45,8 @@ def augment(
 
     Args:
         x: (N, 64) or (N, 1, 8, 8) images in [0, 1]; the output has the same shape.
-        max_degrees, max_shift (pixels), scale: ranges of the uniform random affine
-        maps.
+        max_degrees, max_shift, scale: ranges of the uniform random affine maps
+            (``max_shift`` in pixels).
         noise: standard deviation of the added pixel noise.
     """
     if not isinstance(x, torch.Tensor) or x.shape[-1] not in (8, 64):

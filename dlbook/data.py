@@ -112,8 +112,8 @@ def make_rings(
     n: int, noise: float = 0.1, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two classes that no line separates: a disc of radius 1 (class 0) inside a ring of
-    radius 1.5 to 2.5 (class 1). In polar coordinates ``(r, theta)`` the line ``r =
-    1.25`` separates them.
+    radius 1.5 to 2.5 (class 1). In polar coordinates ``(r, theta)`` the line
+    ``r = 1.25`` separates them.
 
     Returns ``x`` of shape (n, 2), float32, and ``y`` of shape (n,), int64 (half of each
     class, rounded down for class 0). ``noise`` is the std of Gaussian noise added to

@@ -4,9 +4,9 @@ digits) and a sliced Wasserstein distance to measure samples against data, and
 ``train_denoiser`` (through ``dlbook.train.fit``). Chapter 8's digit generator (its
 recipe and checkpoint) is in ``dlbook.digits``.
 
-Notation follows Ho et al. (2020): ``beta_t`` is the variance added at step t, ``alpha_t
-= 1 - beta_t`` and ``alpha_bar_t = prod_{s <= t} alpha_s``. The code indexes steps 0,
-..., T-1 where the paper writes 1, ..., T. A denoiser is any module called as
+Notation follows Ho et al. (2020): ``beta_t`` is the variance added at step t,
+``alpha_t = 1 - beta_t`` and ``alpha_bar_t = prod_{s <= t} alpha_s``. The code indexes
+steps 0, ..., T-1 where the paper writes 1, ..., T. A denoiser is any module called as
 ``model(x_t, t, y)`` that returns its estimate of the noise in ``x_t``; ``y`` holds
 class labels, with the label ``n_classes`` meaning "no label" for classifier-free
 guidance.
@@ -56,8 +56,9 @@ def make_betas(config: DiffusionConfig) -> torch.Tensor:
 
     Linear: evenly spaced from beta_start to beta_end, both scaled by 1000 / T so that
     any T destroys the data about as completely (Nichol & Dhariwal, 2021, Sec. 3.2).
-    Cosine: ``alpha_bar(t) = f(t) / f(0)`` with ``f(t) = cos^2((t / T + s) / (1 + s) *
-    pi / 2)`` and ``beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}`` (their Eq. 17).
+    Cosine: ``alpha_bar(t) = f(t) / f(0)`` with
+    ``f(t) = cos^2((t / T + s) / (1 + s) * pi / 2)`` and
+    ``beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}`` (their Eq. 17).
     """
     if not isinstance(config, DiffusionConfig):
         raise TypeError(
@@ -166,9 +167,9 @@ def q_sample(
 def q_step(
     x_prev: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, betas: torch.Tensor
 ) -> torch.Tensor:
-    """One step of the forward process (Eq. 2): ``x_t = sqrt(1 - beta_t) x_{t-1} +
-    sqrt(beta_t) noise``. Same shapes as ``q_sample``; iterating it from step 0 to t
-    matches ``q_sample``."""
+    """One step of the forward process (Eq. 2):
+    ``x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) noise``. Same shapes as
+    ``q_sample``; iterating it from step 0 to t matches ``q_sample``."""
     if noise.shape != x_prev.shape:
         raise ValueError(
             f"noise must have the shape of x_prev {tuple(x_prev.shape)}, "
@@ -194,8 +195,8 @@ def diffusion_loss(
     p_uncond: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The simplified objective (Ho et al., 2020, Eq. 14): ``E || eps - eps_theta(x_t,
-    t) ||^2`` with t uniform and x_t from ``q_sample``.
+    """The simplified objective (Ho et al., 2020, Eq. 14):
+    ``E || eps - eps_theta(x_t, t) ||^2`` with t uniform and x_t from ``q_sample``.
 
     Args:
         x0: clean data, shape (B, ...). y: labels (B,) or None.
@@ -236,8 +237,8 @@ def predict_noise(
     guidance: float = 1.0,
 ) -> torch.Tensor:
     """eps_theta(x_t, t), with classifier-free guidance when ``guidance != 1`` (Ho &
-    Salimans, 2022, Eq. 6 written with w = guidance - 1): ``eps_uncond + guidance
-    (eps_cond - eps_uncond)``.
+    Salimans, 2022, Eq. 6 written with w = guidance - 1):
+    ``eps_uncond + guidance (eps_cond - eps_uncond)``.
     """
     check_real(guidance, "guidance", 0.0)
     if y is None or guidance == 1.0:
@@ -296,9 +297,9 @@ def ddpm_steps(
     ``(T, x_T ~ N(0, I))`` down to ``(0, x_0)``.
 
     Each step draws x_{t-1} from the Gaussian posterior q(x_{t-1} | x_t, x_0) with x_0
-    replaced by the model's estimate (Eqs. 6-7), variance ``beta_tilde_t = (1 -
-    alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t``. ``clip`` bounds that estimate, e.g. 1
-    for data in [-1, 1].
+    replaced by the model's estimate (Eqs. 6-7), variance
+    ``beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t``. ``clip`` bounds
+    that estimate, e.g. 1 for data in [-1, 1].
     """
     device = _check_sampling(model, shape, schedule, y, guidance)
     s = schedule.to(device)
@@ -600,7 +601,7 @@ def sliced_wasserstein(
 
     Args:
         a: points (N, D). b: points (M, D); with N != M both are compared at min(N, M)
-        quantiles.
+            quantiles.
     """
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(

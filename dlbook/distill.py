@@ -40,8 +40,8 @@ def distillation_loss(
 
     Args:
         student_logits, teacher_logits: (N, C); the teacher's are detached.
-        labels: (N,) hard labels, or None to learn from the teacher alone (then alpha
-        must be 1).
+        labels: (N,) hard labels, or None to learn from the teacher alone (then
+            alpha must be 1).
         temperature: T > 0 of both softmaxes.
         alpha: weight of the soft term, in [0, 1].
     """

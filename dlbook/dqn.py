@@ -29,8 +29,8 @@ from dlbook.utils import (
 def huber_loss(
     prediction: torch.Tensor, target: torch.Tensor, delta: float = 1.0
 ) -> torch.Tensor:
-    """Mean Huber loss of the error d: 0.5 d^2 where |d| <= delta, else
-    delta (|d| - 0.5 delta).
+    """Mean Huber loss of the error d: ``0.5 d^2`` where ``|d| <= delta``, else
+    ``delta (|d| - 0.5 delta)``.
 
     Quadratic near 0 like the squared error, linear far out like the absolute error,
     so a single huge TD error cannot produce a huge gradient: it is at most delta.

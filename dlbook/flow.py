@@ -88,7 +88,7 @@ class AffineCoupling(nn.Module):
         return s * (1 - self.mask), t * (1 - self.mask)  # kept coordinates: s = t = 0
 
     def forward(self, x: torch.Tensor, label: torch.Tensor | None = None):
-        """x (B, D) -> y (B, D) and log |det dy/dx| (B,): the sum of s over the
+        """x (B, D) -> y (B, D) and ``log |det dy/dx|`` (B,): the sum of s over the
         changed coordinates."""
         s, t = self._s_t(x * self.mask, label)
         return x * torch.exp(s) + t, s.sum(dim=1)
@@ -132,7 +132,7 @@ class RealNVP(nn.Module):
         return F.one_hot(y, self.config.n_classes).float()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        """x (B, D) -> z = f(x) (B, D) and log |det df/dx| (B,), summed over the
+        """x (B, D) -> z = f(x) (B, D) and ``log |det df/dx|`` (B,), summed over the
         layers."""
         label = self._label(y, x.shape[0])
         log_det = torch.zeros(x.shape[0], device=x.device)
@@ -149,8 +149,8 @@ class RealNVP(nn.Module):
         return z
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log p(x) (B,) by the change of variables: log N(f(x); 0, I) + log
-        |det|."""
+        """Exact log p(x) (B,) by the change of variables:
+        ``log N(f(x); 0, I) + log |det df/dx|``."""
         z, log_det = self(x, y)
         log_base = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(dim=1)
         return log_base + log_det
@@ -169,7 +169,7 @@ class RealNVP(nn.Module):
 
 
 def logit_transform(x: torch.Tensor, alpha: float = 0.05):
-    """Pixels x in [0, 1] -> u = logit(alpha + (1 - 2 alpha) x) and log |du/dx| per
+    """Pixels x in [0, 1] -> u = logit(alpha + (1 - 2 alpha) x) and ``log |du/dx|`` per
     example.
 
     Dinh et al. (2017, Sec. 4.1) model the logit instead of x, so the flow's base covers

@@ -1,10 +1,10 @@
 """LoRA: fine-tune a frozen model through low-rank updates of chosen weight matrices.
 
-Hu et al. (2022) keep a pre-trained weight ``W`` (d_out, d_in) frozen and learn ``W +
-(alpha / r) B A`` with ``A`` (r, d_in) and ``B`` (d_out, r), r much smaller than d_in
-and d_out. ``B`` starts at zero, so training starts from exactly the pre-trained model.
-After training, ``B A`` can be added into ``W`` (``merge_lora``): the fine-tuned model
-then has the original architecture and costs nothing extra at inference.
+Hu et al. (2022) keep a pre-trained weight ``W`` (d_out, d_in) frozen and learn
+``W + (alpha / r) B A`` with ``A`` (r, d_in) and ``B`` (d_out, r), r much smaller than
+d_in and d_out. ``B`` starts at zero, so training starts from exactly the pre-trained
+model. After training, ``B A`` can be added into ``W`` (``merge_lora``): the fine-tuned
+model then has the original architecture and costs nothing extra at inference.
 """
 
 from __future__ import annotations

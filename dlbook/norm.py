@@ -32,10 +32,10 @@ class BatchNorm1d(nn.Module):
     """Batch normalization of (B, D) activations, feature by feature.
 
     Training mode standardizes with the mean and the (biased) variance of the current
-    batch and updates running averages of both, ``running <- (1 - momentum) running +
-    momentum batch``, where the running variance uses the unbiased batch variance, as
-    PyTorch does. Evaluation mode uses the running averages, so each example's output no
-    longer depends on its batch.
+    batch and updates running averages of both,
+    ``running <- (1 - momentum) running + momentum batch``, where the running variance
+    uses the unbiased batch variance, as PyTorch does. Evaluation mode uses the running
+    averages, so each example's output no longer depends on its batch.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):

@@ -75,9 +75,11 @@ def gae(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalized advantage estimation (Schulman et al., 2016, equation 16).
 
-    delta_t = r_t + gamma * V(s_{t+1}) * (1 - done_t) - V(s_t)   (the TD error)
-    A_t = delta_t + gamma * lam * (1 - done_t) * A_{t+1}
-        = sum_l (gamma lam)^l delta_{t+l}   (within an episode)
+    The TD error and the advantage, computed backwards in time::
+
+        delta_t = r_t + gamma * V(s_{t+1}) * (1 - done_t) - V(s_t)
+        A_t = delta_t + gamma * lam * (1 - done_t) * A_{t+1}
+            = sum_l (gamma lam)^l delta_{t+l}   (within an episode)
 
     Args:
         rewards, values, dones: (T,) per step; values[t] = V(s_t).
@@ -145,10 +147,11 @@ def clipped_surrogate(
 @dataclass(frozen=True)
 class PPOConfig:
     """PPO on a discrete-action gymnasium task. Defaults are CleanRL's ``ppo.py``
-    settings (Huang et al., 2022), with three departures: one environment with 512-step
+    settings (Huang et al., 2022), with four departures: one environment with 512-step
     rollouts instead of 4 environments x 128 steps, 200,000 steps instead of 500,000,
-    and PyTorch's default initialization and an unclipped value loss instead of
-    orthogonal initialization and a clipped one."""
+    PyTorch's default initialization and an unclipped value loss instead of
+    orthogonal initialization and a clipped one, and a bootstrapped value at the
+    500-step time limit (an episode cut short by time is not a failure)."""
 
     env_id: str = "CartPole-v1"  # the gymnasium task
     total_steps: int = 200_000  # environment steps in all

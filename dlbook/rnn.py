@@ -134,8 +134,8 @@ class LSTMCell(nn.Module):
     """Long short-term memory (Hochreiter and Schmidhuber, 1997, with the forget gate of
     Gers et al., 2000). With ``[i, f, g, o] = x_t W_x + h_{t-1} W_h + b``:
 
-    ``c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)`` and ``h_t = sigmoid(o) *
-    tanh(c_t)``.
+    ``c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)`` and
+    ``h_t = sigmoid(o) * tanh(c_t)``.
 
     ``forget_bias`` is added to the forget gate's bias at initialization (0 matches
     PyTorch).
@@ -202,9 +202,9 @@ class LSTMCell(nn.Module):
 
 class GRUCell(nn.Module):
     """Gated recurrent unit (Cho et al., 2014), in PyTorch's form: with reset gate
-    ``r``, update gate ``z`` and candidate ``n = tanh(x W_xn + b_xn + r * (h W_hn +
-    b_hn))``, ``h_t = (1 - z) * n + z * h_{t-1}``. The candidate needs its two biases
-    apart.
+    ``r``, update gate ``z`` and candidate
+    ``n = tanh(x W_xn + b_xn + r * (h W_hn + b_hn))``,
+    ``h_t = (1 - z) * n + z * h_{t-1}``. The candidate needs its two biases apart.
     """
 
     def __init__(self, input_size: int, hidden_size: int):
@@ -296,9 +296,9 @@ def hidden_grad_norms(
 
     Unrolls ``cell`` over x (B, T, I) from the zero state, computes ``L = loss_fn(h_T)``
     and returns the (T,) norms ``||dL/dh_t||`` for t = 1..T. By the chain rule
-    (backpropagation through time) ``dL/dh_t = dL/dh_T * prod_{s=t+1..T}
-    dh_s/dh_{s-1}``, a product of T - t Jacobians, which is why the norms shrink or grow
-    geometrically with the distance T - t.
+    (backpropagation through time)
+    ``dL/dh_t = dL/dh_T * prod_{s=t+1..T} dh_s/dh_{s-1}``, a product of T - t Jacobians,
+    which is why the norms shrink or grow geometrically with the distance T - t.
     """
     _check_sequence(cell, x)
     if not callable(loss_fn):

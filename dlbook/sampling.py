@@ -91,7 +91,7 @@ def sample_next(
             (the argmax, no randomness).
         top_k: keep only the ``top_k`` largest logits.
         top_p: keep the smallest set of most likely tokens whose probability reaches
-        ``top_p``.
+            ``top_p``.
         generator: a ``torch.Generator`` on ``logits``' device, for reproducible draws.
 
     Returns:

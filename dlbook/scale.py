@@ -57,7 +57,7 @@ def memory_per_parameter(
     Args:
         optimizer: ``"sgd"``, ``"momentum"`` or ``"adam"``.
         mixed_precision: whether weights and gradients are 16-bit with a float32 master
-        copy.
+            copy.
     """
     states = {"sgd": 0, "momentum": 1, "adam": 2}
     if optimizer not in states:
@@ -264,7 +264,7 @@ def training_state(
         step: optimizer steps taken so far.
         data_position: where the data stream stands, e.g. ``{"epoch": 3, "batch": 17}``.
         rng: one :func:`capture_rng_state` per process (rank order); this process's if
-        None.
+            None.
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     return {
@@ -289,8 +289,8 @@ def restore_training_state(
     scaler: torch.amp.GradScaler | None = None,
     rank: int = 0,
 ) -> tuple:
-    """Load a :func:`training_state` into live objects; returns ``(step,
-    data_position)``.
+    """Load a :func:`training_state` into live objects; returns
+    ``(step, data_position)``.
 
     The random generators are restored last, to the state of process ``rank``.
     """

@@ -2,9 +2,9 @@
 
 When the data are the N points x0_i, the noised marginal ``q(x_t)`` is a mixture of N
 Gaussians ``N(sqrt(abar_t) x0_i, (1 - abar_t) I)``. Its score has a closed form, and the
-noise predictor that minimizes the denoising loss at step t is ``E[eps | x_t] = -sqrt(1
-- abar_t) grad log q(x_t)`` (Vincent, 2011; Song et al., 2021). A trained denoiser can
-be compared with it.
+noise predictor that minimizes the denoising loss at step t is
+``E[eps | x_t] = -sqrt(1 - abar_t) grad log q(x_t)`` (Vincent, 2011; Song et al., 2021).
+A trained denoiser can be compared with it.
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ SEQ2SEQ_TASKS = ("reverse", "copy", "sort")
 
 
 def checked_ids(ids: torch.Tensor | Sequence[int], vocab_size: int) -> list[int]:
-    """The ids of a 1-D tensor or list as Python ints, after checking each is in ``[0,
-    vocab_size)``: what a tokenizer's ``decode`` must check before it looks them up."""
+    """The ids of a 1-D tensor or list as Python ints, after checking each is in
+    ``[0, vocab_size)``: what a tokenizer's ``decode`` must check before it looks them
+    up."""
     if isinstance(ids, torch.Tensor):
         if ids.dim() != 1:
             raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
@@ -156,8 +157,9 @@ def get_batch(
         generator: makes the window offsets reproducible.
 
     Returns:
-        ``(x, y)``, each (B, T) int64 on ``data``'s device, with ``y[:, t] = x[:, t +
-        1]``: at every position the target is the character that follows.
+        ``(x, y)``, each (B, T) int64 on ``data``'s device, with
+        ``y[:, t] = x[:, t + 1]``: at every position the target is the character that
+        follows.
     """
     if (
         not isinstance(data, torch.Tensor)
@@ -191,8 +193,8 @@ def get_batch(
 class Seq2SeqData:
     """A batch of a generated sequence-to-sequence task, padded with ``PAD``.
 
-    ``tgt`` is ``BOS, y_1, ..., y_L, EOS`` then padding: the decoder reads ``tgt[:,
-    :-1]`` and is trained to predict ``tgt[:, 1:]``.
+    ``tgt`` is ``BOS, y_1, ..., y_L, EOS`` then padding: the decoder reads
+    ``tgt[:, :-1]`` and is trained to predict ``tgt[:, 1:]``.
     """
 
     src: torch.Tensor  # (N, max_len) int64 source tokens, padded after src_len

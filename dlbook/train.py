@@ -269,7 +269,7 @@ def train_step(
         grad_clip: maximum global gradient norm (Pascanu et al., 2013), or None.
         dtype: autocast dtype (see ``dlbook.scale.amp_dtype``), None for float32.
         scaler: a gradient scaler for float16 (``dlbook.scale.make_grad_scaler``), else
-        None.
+            None.
     """
     batches = list(micro_batches)
     if not batches:

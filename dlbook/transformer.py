@@ -9,10 +9,10 @@ after the residual sum as in Vaswani et al. (2017): the residual path then carri
 input unchanged to the output, and training needs no learning-rate warm-up to stay
 stable.
 
-``Transformer`` has the interface of ``dlbook.seq2seq.Seq2Seq`` (``forward(src, src_len,
-tgt_in)`` and ``greedy_decode``), so chapter 6 scores it with the same functions as the
-LSTM. ``train_transformer`` trains it on the same task with batches that mix all input
-lengths.
+``Transformer`` has the interface of ``dlbook.seq2seq.Seq2Seq``
+(``forward(src, src_len, tgt_in)`` and ``greedy_decode``), so chapter 6 scores it with
+the same functions as the LSTM. ``train_transformer`` trains it on the same task with
+batches that mix all input lengths.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """A pre-LN block: ``x + SelfAttn(LN(x))``, optionally ``+ CrossAttn(LN(x),
-    memory)``, then ``+ FFN(LN(x))``. ``dropout`` acts on each branch's output before
-    the sum, ``attn_dropout`` on the attention weights.
+    """A pre-LN block: ``x + SelfAttn(LN(x))``, optionally
+    ``+ CrossAttn(LN(x), memory)``, then ``+ FFN(LN(x))``. ``dropout`` acts on each
+    branch's output before the sum, ``attn_dropout`` on the attention weights.
     """
 
     def __init__(

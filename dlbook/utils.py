@@ -93,9 +93,9 @@ def check_real(
     """Return ``value`` as a float after checking it is a finite real number in the
     interval from ``low`` to ``high`` (closed ends unless ``low_open`` / ``high_open``).
 
-    A probability is ``check_real(p, "p", 0, 1)``; a learning rate ``check_real(lr,
-    "lr", 0, low_open=True)``. NaN and infinity are refused: no argument of the book
-    means either.
+    A probability is ``check_real(p, "p", 0, 1)``; a learning rate
+    ``check_real(lr, "lr", 0, low_open=True)``. NaN and infinity are refused: no
+    argument of the book means either.
     """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(

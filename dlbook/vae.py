@@ -238,9 +238,9 @@ def iwae_bound(
 def active_units(
     model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, threshold: float = 0.01
 ) -> int:
-    """Latent dimensions whose posterior mean varies with x: ``Cov_x(E_q[z_j | x]) >
-    threshold`` (Burda et al., 2016, Sec. 5.2). A collapsed dimension copies the prior
-    for every input."""
+    """Latent dimensions whose posterior mean varies with x:
+    ``Cov_x(E_q[z_j | x]) > threshold`` (Burda et al., 2016, Sec. 5.2). A collapsed
+    dimension copies the prior for every input."""
     mu, _ = model.encode(x, y)
     return int((mu.var(dim=0) > threshold).sum())
 

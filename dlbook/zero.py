@@ -136,8 +136,9 @@ def sharded_run(
     """Train ``GPT(config)`` for ``steps`` AdamW steps on ``nproc`` CPU processes, once
     with DDP and a full optimizer per process, once with ``ZeroRedundancyOptimizer``.
 
-    Returns ``{"bytes": [per process: {"DDP": {...}, "ZeRO-1": {...}}], "params":
-    {"DDP": [...], "ZeRO-1": [...]}}`` with rank 0's final parameters.
+    Returns ``{"bytes": bytes, "params": params}``: ``bytes`` lists, per process,
+    ``{"DDP": {...}, "ZeRO-1": {...}}``; ``params`` is
+    ``{"DDP": [...], "ZeRO-1": [...]}``, rank 0's final parameters.
     """
     check_positive_int(nproc, "nproc")
     if batch % nproc:

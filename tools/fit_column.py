@@ -35,9 +35,8 @@ def wrap(text: str, indent: str, prefix: str = "") -> list[str]:
     """``text`` wrapped to the column at ``indent`` + ``prefix`` (for example ``"# "``)."""
     bullet = re.match(r"^([-*] |\d+\. )", text)
     later = " " * len(bullet[1]) if bullet else ""
-    return textwrap.wrap(text, width=COLUMN, initial_indent=indent + prefix,
-                         subsequent_indent=indent + prefix + later,
-                         break_long_words=False, break_on_hyphens=False) or [indent + prefix]
+    return textwrap_whole(text, width=COLUMN, initial_indent=indent + prefix,
+                          subsequent_indent=indent + prefix + later) or [indent + prefix]
 
 
 def comment_tokens(source: str) -> dict[int, int]:
@@ -110,7 +109,18 @@ def split_string(line: str, strings: list[tuple[int, int, str, int]]) -> list[st
     return None
 
 
-ENTRY = re.compile(r"^\s*([-*] |\d+\. |[\w*.]+( \([^)]*\))?: |>>> |\.\. |[A-Z]\w*:$)")
+ENTRY = re.compile(
+    r"^\s*([-*] |\d+\. |[\w*.]+(,\s*[\w*.]+)*( \([^)]*\))?: |>>> |\.\. |[A-Z]\w*:$)")
+# spans that must not be broken across lines: ``literals``, `roles`, $math$
+UNBREAKABLE = re.compile(r"``.+?``|`[^`]+`|\$[^$]+\$")
+NBSP = "\u00a0"
+
+
+def textwrap_whole(text: str, **options) -> list[str]:
+    """textwrap.wrap that never breaks inside a literal, a role or inline math."""
+    guarded = UNBREAKABLE.sub(lambda m: m[0].replace(" ", NBSP), text)
+    lines = textwrap.wrap(guarded, break_long_words=False, break_on_hyphens=False, **options)
+    return [line.replace(NBSP, " ") for line in lines]
 QUOTES = ('"' * 3, "'" * 3)
 # comments that tools read on the line they belong to: they stay trailing
 DIRECTIVE = re.compile(r"^(?P<directive>#\s*(noqa(:\s*[A-Z]+\d+(,\s*[A-Z]+\d+)*)?|type:\s*\S+"
@@ -156,8 +166,9 @@ def reflow(lines: list[str], i: int, j: int, kind: str) -> list[str]:
     bullet = re.match(r"^([-*] |\d+\. )", text)
     if bullet and j == i + 1:
         later = first + " " * len(bullet[1])
-    return textwrap.wrap(text, width=COLUMN, initial_indent=first, subsequent_indent=later,
-                         break_long_words=False, break_on_hyphens=False)
+    elif ENTRY.match(lines[i]) and j == i + 1:  # an "Args:" entry: continue indented
+        later = first + "    "
+    return textwrap_whole(text, width=COLUMN, initial_indent=first, subsequent_indent=later)
 
 
 def fix_long_lines(source: str) -> str:
