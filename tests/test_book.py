@@ -264,7 +264,10 @@ def test_ci_runs_exactly_the_readme_commands():
                 if line.strip() and not line.lstrip().startswith("#")
                 and not line.startswith(("set ", "cd ", "command -v chromium"))]
     assert len(commands) == 2, commands
+    # set -e ignores a failure inside an && list: every command but the last must exit on one
+    assert commands[0].endswith(" || exit 1"), "a failing test command must fail CI"
     for command in commands:
+        command = command.removesuffix(" || exit 1")
         assert command in readme, f".ci/run runs a command the README does not show: {command}"
 
 
