@@ -4,7 +4,10 @@ Every chapter asserts its claims with margins. A margin is only honest if it hol
 one numerical path the book is built on, so this script executes each chapter under several
 settings, each in a fresh kernel:
 
-- PyTorch with 1, 2 and 4 intra-op threads (``OMP_NUM_THREADS``), seed offset 0;
+- PyTorch with 1, 2 and 4 intra-op threads, seed offset 0. ``OMP_NUM_THREADS`` alone is not
+  enough: PyTorch caps the thread count it reads from it at the number of cores (asking for 4
+  on a 2-core machine gives 2), so each kernel also runs ``torch.set_num_threads`` from an
+  IPython startup file, and the run records the count the chapter actually saw;
 - training seed offsets 1 and 2 with one thread: ``DLBOOK_SEED_OFFSET`` is added to every
   ``dlbook.set_seed`` call (the chapters' and the training loops'), so every model starts from
   other weights and sees other batches, while the data sets stay the same.
@@ -29,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from booktools.bench import GLUE_TEXT, TIMING_NAME
 from booktools.notebooks import chapters
 
 SEED_OFFSET_VARIABLE = "DLBOOK_SEED_OFFSET"
+THREADS_PROBE = "import torch\nprint('threads', torch.get_num_threads())"
 
 
 def settings(threads: list[int], seeds: list[int]) -> list[dict]:
@@ -63,12 +68,14 @@ def glued_numbers(nb) -> dict[str, float]:
 
 def execute_child(chapter: Path) -> dict:
     """Execute one chapter (in a child process with the setting in its environment)."""
+    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     from booktools.notebooks import read_chapter
 
     nb = read_chapter(chapter)
+    nb.cells.append(nbformat.v4.new_code_cell(THREADS_PROBE))  # the count the chapter saw
     start = time.perf_counter()
     error = None
     try:
@@ -77,19 +84,34 @@ def execute_child(chapter: Path) -> dict:
     except CellExecutionError as err:
         lines = [line for line in str(err).splitlines() if line.strip()]
         error = " | ".join(lines[-3:])[-600:]
-    return {"ok": error is None, "error": error, "seconds": round(time.perf_counter() - start, 1),
-            "glued": glued_numbers(nb)}
+    seconds = round(time.perf_counter() - start, 1)
+    probe = nb.cells.pop()
+    seen = [o.get("text", "") for o in probe.get("outputs", []) if o.get("name") == "stdout"]
+    threads_seen = int(seen[0].split()[-1]) if error is None and seen else None
+    return {"ok": error is None, "error": error, "seconds": seconds,
+            "threads_seen": threads_seen, "glued": glued_numbers(nb)}
 
 
 def run(chapter: Path, setting: dict) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(setting["threads"]),
-               MKL_NUM_THREADS=str(setting["threads"]))
-    env[SEED_OFFSET_VARIABLE] = str(setting["seed_offset"])
-    out = subprocess.run([sys.executable, "-m", "booktools.spread", "--child", str(chapter)],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    threads = setting["threads"]
+    with tempfile.TemporaryDirectory() as ipython_dir:
+        startup = Path(ipython_dir) / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        (startup / "00-threads.py").write_text(
+            f"import torch\ntorch.set_num_threads({threads})\n")
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   IPYTHONDIR=ipython_dir)
+        env[SEED_OFFSET_VARIABLE] = str(setting["seed_offset"])
+        out = subprocess.run(
+            [sys.executable, "-m", "booktools.spread", "--child", str(chapter)],
+            capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode != 0:
         return {"ok": False, "error": out.stderr[-600:], "seconds": None, "glued": {}}
-    return json.loads(out.stdout.splitlines()[-1])
+    result = json.loads(out.stdout.splitlines()[-1])
+    if result["ok"] and result["threads_seen"] != threads:
+        result.update(ok=False, error=f"asked for {threads} threads, the chapter ran with "
+                                      f"{result['threads_seen']}")
+    return result
 
 
 def spread(runs: list[dict]) -> dict[str, list[float]]:

@@ -291,6 +291,19 @@ class MultiHeadAttention(nn.Module):
         v = self.split_heads(self.v_proj(value))
         if cache is not None:
             k, v = cache.append(k, v)
+        return self._attend(q, k, v, mask, need_weights, is_causal)
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        need_weights: bool,
+        is_causal: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention of q (B, nh, T_q, hs) over k, v (B, nh, T_k, hs), heads merged and
+        projected: (B, T_q, d_model), and the weights or None."""
         dropout_p = self.dropout if self.training else 0.0
         T_q, T_k = q.shape[2], k.shape[2]
         if is_causal and (need_weights or T_q != T_k):
@@ -456,3 +469,81 @@ def rotary_embedding(
         [x_even * cos - x_odd * sin, x_even * sin + x_odd * cos], dim=-1
     )  # (..., T, d/2, 2)
     return rotated.flatten(-2)  # (..., T, d): the pairs back in place
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Share each key or value head among ``n_rep`` consecutive query heads:
+    (B, n_kv_heads, T, d_head) -> (B, n_kv_heads * n_rep, T, d_head)."""
+    check_positive_int(n_rep, "n_rep")
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+class GroupedQueryAttention(MultiHeadAttention):
+    """Causal self-attention with fewer key-value heads than query heads and, if asked,
+    rotary positions: the attention of LLaMA 2 and most open models since.
+
+    ``n_heads`` query heads share ``n_kv_heads`` key and value heads, each shared by
+    ``n_heads / n_kv_heads`` consecutive query heads (Ainslie et al., 2023;
+    ``n_kv_heads = 1`` is multi-query attention, Shazeer, 2019). The key and value
+    projections shrink to ``n_kv_heads * d_head`` outputs, and so does the key-value
+    cache, which stores the heads before they are shared. With ``rope_base`` the
+    queries and keys are turned by ``rotary_embedding`` at their positions (the cache's
+    length onwards), before the keys are cached.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        rope_base: float | None = None,
+    ):
+        super().__init__(d_model, n_heads, dropout, bias)
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        check_positive_int(n_kv_heads, "n_kv_heads")
+        if n_heads % n_kv_heads:
+            raise ValueError(
+                f"n_heads must be a multiple of n_kv_heads, got {n_heads} and "
+                f"{n_kv_heads}"
+            )
+        if rope_base is not None:
+            check_real(rope_base, "rope_base", 1.0, low_open=True)
+        self.n_kv_heads, self.rope_base = n_kv_heads, rope_base
+        self.d_head = d_model // n_heads
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention of the tokens ``query`` (B, T, d_model); key and value must be
+        the same tokens. Arguments and result as in ``MultiHeadAttention.forward``."""
+        _check_mha_inputs(query, key, value, self.d_model, mask, cache, is_causal)
+        if key.shape != query.shape:
+            raise ValueError(
+                f"GroupedQueryAttention is self-attention: key must have the "
+                f"shape of query {tuple(query.shape)}, got {tuple(key.shape)}"
+            )
+        B, T, _ = query.shape
+        q = self.split_heads(self.q_proj(query))  # (B, nh, T, hs)
+        k = self.k_proj(key).view(B, T, self.n_kv_heads, -1).transpose(1, 2)
+        v = self.v_proj(value).view(B, T, self.n_kv_heads, -1).transpose(1, 2)
+        if self.rope_base is not None:  # positions of the new tokens
+            start = 0 if cache is None else len(cache)
+            positions = torch.arange(start, start + T, device=q.device)
+            q = rotary_embedding(q, positions, self.rope_base)
+            k = rotary_embedding(k, positions, self.rope_base)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, n_kv, T_k, hs): the smaller cache
+        n_rep = self.n_heads // self.n_kv_heads
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, T_k, hs)
+        return self._attend(q, k, v, mask, need_weights, is_causal)

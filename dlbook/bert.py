@@ -32,6 +32,7 @@ from torch import nn
 
 from dlbook.attention import MultiHeadAttention
 from dlbook.checkpoint import load_checkpoint, save_checkpoint, shipped_checkpoint
+from dlbook.config_checks import check_transformer_sizes
 from dlbook.corpus import pydoc_text
 from dlbook.text import CharVocab
 from dlbook.train import History, TrainConfig, fit
@@ -61,23 +62,9 @@ class BertConfig:
     ln_eps: float = 1e-12  # layer-norm epsilon of BERT's released code
 
     def __post_init__(self):
-        for name in (
-            "vocab_size",
-            "max_len",
-            "n_segments",
-            "d_model",
-            "n_heads",
-            "n_layers",
-            "d_ff",
-        ):
-            check_positive_int(getattr(self, name), name)
+        sizes = ("vocab_size", "max_len", "n_segments", "d_model", "n_heads", "n_layers")
+        check_transformer_sizes(self, (*sizes, "d_ff"))
         check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model must be divisible by n_heads, got "
-                f"{self.d_model} and "
-                f"{self.n_heads}"
-            )
 
 
 class BertEmbeddings(nn.Module):
@@ -295,6 +282,58 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             f"{tuple(logits.shape)} and {tuple(labels.shape)}"
         )
     return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+
+def context_free_mlm_loss(
+    prior: torch.Tensor, target: torch.Tensor | None = None
+) -> float:
+    """The expected MLM loss, in nats, of the best predictor that sees only the token
+    shown at its own position, under ``mask_tokens``' rule (of the chosen tokens 80%
+    show ``[MASK]``, 10% a token drawn uniformly from the K non-special ids, 10%
+    themselves).
+
+    With originals drawn from ``prior`` (K probabilities), the shown token is ``[MASK]``
+    with probability 0.8, and a real token c with probability
+    ``0.1 * prior[c] + 0.1 / K``; seeing ``[MASK]`` the best guess is ``prior``, seeing
+    c it is the posterior ``P(o | c) = prior[o] (0.1 [o = c] + 0.1 / K) / (0.1 prior[c]
+    + 0.1 / K)``. The loss is the cross-entropy of those guesses with originals drawn
+    from ``target`` (default: ``prior``, which makes it the Bayes floor; a different
+    ``target``, e.g. held-out frequencies, scores the prior's guesses on other text).
+
+    Args:
+        prior: (K,) nonnegative, summing to 1: the original tokens' distribution the
+            predictor assumes (index i is token id ``N_SPECIAL + i``).
+        target: (K,) likewise, the distribution the loss is averaged over; it must be
+            zero wherever ``prior`` is.
+    """
+    target = prior if target is None else target
+    for name, dist in (("prior", prior), ("target", target)):
+        if not isinstance(dist, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(dist).__name__}")
+        if dist.dim() != 1 or len(dist) < 1:
+            shape = tuple(dist.shape)
+            raise ValueError(f"{name} must be 1-D and nonempty, got shape {shape}")
+        if (dist < 0).any() or abs(dist.sum().item() - 1) > 1e-6:
+            total = dist.sum().item()
+            raise ValueError(f"{name} must be nonnegative, summing to 1, got {total}")
+    if target.shape != prior.shape:
+        raise ValueError(
+            f"target must have prior's shape {tuple(prior.shape)}, got "
+            f"{tuple(target.shape)}"
+        )
+    if ((prior == 0) & (target > 0)).any():
+        raise ValueError("target must be zero wherever prior is (else infinite loss)")
+    p, q = prior.double(), target.double()
+    k = len(p)
+    seen = q > 0
+    # joint[c, o] = P(shown c, original o) / 0.1 over the positions not showing [MASK]
+    joint = p[None, :] * (torch.eye(k, dtype=p.dtype) + 1.0 / k)
+    log_post = (joint / joint.sum(1, keepdim=True)).log()  # row c: P(o | shown c)
+    # P(shown c | original o) / 0.1 = [c = o] + 1/K
+    shown_given_o = torch.eye(k, dtype=p.dtype) + 1.0 / k
+    per_original = -(shown_given_o[:, seen] * log_post[:, seen]).sum(0)  # (K_seen,)
+    loss = 0.8 * -(q[seen] * p[seen].log()).sum() + 0.1 * (q[seen] * per_original).sum()
+    return loss.item()
 
 
 # ------------------------------------------------------------------------------------

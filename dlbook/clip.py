@@ -310,6 +310,55 @@ def recall_at_k(
     return hits.float().mean().item()
 
 
+def caption_hubs(
+    similarity: torch.Tensor,
+    caption_labels: torch.Tensor,
+    image_labels: torch.Tensor | None = None,
+) -> dict:
+    """Hubs among the images that captions retrieve first.
+
+    Each caption (a row of ``similarity``, (Q, N)) picks its most similar image. The
+    *1-occurrence* of an image is how many captions pick it (Radovanovic et al., 2010,
+    call an item that occurs in many queries' neighbour lists a hub). Returns
+    ``distinct_tops`` (images picked at all), ``max_occurrence`` (captions picking the
+    most-picked image), ``hub_digits`` (how many different digits those captions name)
+    and ``mixed_tops`` (images picked by captions of two or more different digits).
+    Given ``image_labels`` (N,), also ``wrong`` (captions whose first image shows
+    another digit) and ``wrong_at_mixed`` (of those, the ones whose first image is a
+    mixed top, picked by captions of other digits too)."""
+    if similarity.dim() != 2 or len(caption_labels) != similarity.shape[0]:
+        raise ValueError(
+            f"similarity must be (Q, N) with Q = len(caption_labels) = "
+            f"{len(caption_labels)}, got {tuple(similarity.shape)}"
+        )
+    tops = similarity.argmax(dim=1).tolist()  # each caption's first image
+    digits_of: dict[int, set[int]] = {}
+    for image, label in zip(tops, caption_labels.tolist()):
+        digits_of.setdefault(image, set()).add(label)
+    counts = {image: tops.count(image) for image in digits_of}
+    hub = max(counts, key=counts.get)
+    found = {
+        "distinct_tops": len(digits_of),
+        "max_occurrence": counts[hub],
+        "hub_digits": len(digits_of[hub]),
+        "mixed_tops": sum(len(d) > 1 for d in digits_of.values()),
+    }
+    if image_labels is not None:
+        if len(image_labels) != similarity.shape[1]:
+            raise ValueError(
+                f"image_labels must have one label per image, "
+                f"{similarity.shape[1]}, got {len(image_labels)}"
+            )
+        wrong = [
+            image
+            for image, label in zip(tops, caption_labels.tolist())
+            if image_labels[image].item() != label
+        ]
+        found["wrong"] = len(wrong)
+        found["wrong_at_mixed"] = sum(len(digits_of[image]) > 1 for image in wrong)
+    return found
+
+
 @dataclass(frozen=True)
 class CLIPTrainConfig:
     """How the shipped digit CLIP is trained (``scripts/train_clip.py``)."""
@@ -367,6 +416,22 @@ def retrieval_captions(max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 
 @torch.no_grad()
+def retrieval_similarity(
+    model: CLIP, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities (N, 10 K) of ``images`` with the retrieval gallery's captions
+    (``retrieval_captions``), on the CPU, and the captions' labels (10 K,)."""
+    model.eval()
+    ids, lengths, text_labels = retrieval_captions(model.config.max_len)
+    device = model.log_scale.device
+    sim = (
+        model.encode_images(images.to(device))
+        @ model.encode_text(ids.to(device), lengths.to(device)).T
+    ).cpu()
+    return sim, text_labels
+
+
+@torch.no_grad()
 def evaluate_clip(model: CLIP, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """Zero-shot accuracy with the held-out templates, each alone ("single") and
     ensembled ("zero_shot"), and with the training templates; class-level recall@k, k =
@@ -400,12 +465,7 @@ def evaluate_clip(model: CLIP, images: torch.Tensor, labels: torch.Tensor) -> di
         .mean()
         .item()
     )
-    ids, lengths, text_labels = retrieval_captions(model.config.max_len)
-    device = model.log_scale.device
-    sim = (
-        model.encode_images(images.to(device))
-        @ model.encode_text(ids.to(device), lengths.to(device)).T
-    ).cpu()  # (N, 10 K)
+    sim, text_labels = retrieval_similarity(model, images)  # (N, 10 K)
     labels = labels.cpu()
     recall = {}
     for k in (1, 5):

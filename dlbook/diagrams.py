@@ -3,8 +3,9 @@ files.
 
 ``unrolled_rnn`` (chapter 5) draws a recurrent network unrolled over time with the
 backward flow of backpropagation through time; ``residual_block`` (chapter 4) draws a
-plain and a residual block side by side. Each function draws into a given ``Axes`` and
-returns it.
+plain and a residual block side by side, ``dense_block`` (chapter 4) DenseNet's block;
+``transformer_blocks`` and ``norm_placement`` (chapter 6) draw Transformer blocks. Each
+function draws into a given ``Axes`` and returns it.
 """
 
 from __future__ import annotations
@@ -185,3 +186,82 @@ def transformer_blocks(ax: plt.Axes) -> plt.Axes:
         arrow(ax, (stream, 0.05), (stream, -0.3))
         ax.text(stream, -0.55, "to the next block", ha="center", fontsize=9)
     return _finish(ax, (-2.2, 7.2), (-0.8, 6.9))
+
+
+def _stream(ax: plt.Axes, x: float, y_top: float, y_bottom: float) -> None:
+    """The residual stream: a thick grey vertical band."""
+    ax.plot(
+        [x, x],
+        [y_bottom, y_top],
+        color="#999999",
+        lw=8,
+        alpha=0.35,
+        solid_capstyle="butt",
+    )
+
+
+def norm_placement(ax: plt.Axes) -> plt.Axes:
+    """A post-LN encoder block (left: the layer norms sit on the residual stream, after
+    each sum) and a pre-LN one (right: they sit on the branches, before each
+    sub-layer)."""
+    top = 6.0
+    x, ln = r"\mathbf{x}", r"\mathrm{LN}"
+    titles = {
+        0.0: rf"post-LN: ${x} \leftarrow {ln}({x} + F({x}))$",
+        5.0: rf"pre-LN: ${x} \leftarrow {x} + F({ln}({x}))$",
+    }
+    for x0, title in titles.items():
+        stream, branch, post = x0, x0 + 2.2, x0 == 0.0
+        ax.text(x0 + 1.0, top + 0.6, title, ha="center", fontsize=11)
+        _stream(ax, stream, top, 0.0)
+        ax.text(stream, top + 0.15, r"$\mathbf{x}$", ha="center", fontsize=11)
+        for i, name in enumerate(["self-attention", "MLP"]):
+            y = top - 0.7 - 2.6 * i
+            if post:
+                box(ax, (branch, y - 0.3), name, width=2.4, height=0.5)
+                arrow(ax, (stream + 0.08, y), (branch - 1.22, y - 0.2))
+            else:
+                box(ax, (branch, y), r"$\mathrm{LN}$", width=2.4, height=0.4,
+                    color="#eeeeee")  # fmt: skip
+                box(ax, (branch, y - 0.7), name, width=2.4, height=0.5)
+                arrow(ax, (stream + 0.08, y), (branch - 1.22, y))
+                arrow(ax, (branch, y - 0.2), (branch, y - 0.45))
+            out_y = y - 0.3 if post else y - 0.7
+            arrow(ax, (branch - 1.22, out_y), (stream + 0.12, y - 1.05))
+            ax.text(stream, y - 1.1, "+", ha="center", va="center", fontsize=14)
+            if post:  # the norm sits on the stream itself
+                box(ax, (stream, y - 1.75), r"$\mathrm{LN}$", width=0.8, height=0.4,
+                    color="#f8d7da")  # fmt: skip
+        if not post:
+            box(ax, (stream + 0.4, 0.35), r"$\mathrm{LN}$ once, after the last block",
+                width=4.0, height=0.4, color="#eeeeee")  # fmt: skip
+        arrow(ax, (stream, 0.05 if post else 0.12), (stream, -0.3))
+    ax.text(1.0, -0.75, "every path from input to output\npasses 2 norms per block",
+            ha="center", fontsize=9)  # fmt: skip
+    ax.text(6.0, -0.75, "an identity path from input\nto the final norm",
+            ha="center", fontsize=9)  # fmt: skip
+    return _finish(ax, (-1.0, 8.6), (-1.3, 6.9))
+
+
+def dense_block(ax: plt.Axes, n_layers: int = 3) -> plt.Axes:
+    """A dense block: layer l reads the concatenation [x_0, ..., x_{l-1}] of the block's
+    input and every earlier layer's output, and the block returns all of them."""
+    if not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+    xs = [2.2 * i for i in range(n_layers + 1)]
+    box(ax, (xs[0], 0.0), r"$\mathbf{x}_0$", width=0.7, color="#fff3cd")
+    for i in range(1, n_layers + 1):
+        x = xs[i]
+        box(ax, (x - 0.9, 1.6), r"$[\cdot]$", width=0.5, height=0.4, color="#d4edda")
+        box(ax, (x, 1.6), rf"$H_{{{i}}}$", width=0.8)
+        arrow(ax, (x - 0.65, 1.6), (x - 0.4, 1.6))
+        box(ax, (x, 0.0), rf"$\mathbf{{x}}_{{{i}}}$", width=0.7, color="#fff3cd")
+        arrow(ax, (x, 1.35), (x, 0.25))
+        for j in range(i):  # every earlier feature map feeds the concatenation
+            arrow(ax, (xs[j] + 0.2, 0.25), (x - 0.95, 1.38), curve=-0.25)
+    ax.text(xs[-1] / 2, -0.8,
+            r"$\mathbf{x}_\ell = H_\ell([\mathbf{x}_0, \ldots, \mathbf{x}_{\ell-1}])$;"
+            r" the block returns $[\mathbf{x}_0, \ldots, \mathbf{x}_L]$,"
+            r" $C + Lk$ channels", ha="center", fontsize=10)  # fmt: skip
+    ax.text(xs[1] - 0.9, 2.2, r"$[\cdot]$: concatenate channels", fontsize=9)
+    return _finish(ax, (-0.8, xs[-1] + 0.8), (-1.2, 2.6))

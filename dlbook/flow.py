@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from dlbook.conditioning import base_noise, one_hot_labels
 from dlbook.train import History, TrainConfig, epochs_of, fit
 from dlbook.utils import check_positive_int, check_real, make_generator, model_device
 
@@ -117,19 +117,7 @@ class RealNVP(nn.Module):
         )
 
     def _label(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
-        if self.config.n_classes == 0:
-            if y is not None:
-                raise ValueError(
-                    "this flow is unconditional (n_classes=0); pass y=None"
-                )
-            return None
-        if y is None or y.shape != (batch,):
-            raise ValueError(
-                f"a conditional flow needs labels y of shape ({batch},), "
-                f"got "
-                f"{None if y is None else tuple(y.shape)}"
-            )
-        return F.one_hot(y, self.config.n_classes).float()
+        return one_hot_labels(y, self.config.n_classes, batch, "flow")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """x (B, D) -> z = f(x) (B, D) and ``log |det df/dx|`` (B,), summed over the
@@ -163,8 +151,7 @@ class RealNVP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """n samples (n, D): z from the base, pushed through the inverse."""
-        check_positive_int(n, "n")
-        z = torch.randn(n, self.config.dim, generator=generator).to(model_device(self))
+        z = base_noise(n, self.config.dim, generator, model_device(self))
         return self.inverse(z, y)
 
 

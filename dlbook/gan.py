@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbook.utils import check_positive_int, check_real, model_device
+from dlbook.conditioning import one_hot_labels
+from dlbook.utils import (
+    check_positive_int,
+    check_real,
+    model_device,
+    seed_offset,
+    set_seed,
+)
 
 GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp")
 
@@ -89,22 +96,6 @@ class DCGANConfig:
             raise ValueError(f"n_classes must be an int >= 0, got {self.n_classes!r}")
 
 
-def _one_hot(
-    y: torch.Tensor | None, n_classes: int, batch: int, name: str
-) -> torch.Tensor | None:
-    if n_classes == 0:
-        if y is not None:
-            raise ValueError(f"this {name} is unconditional (n_classes=0); pass y=None")
-        return None
-    if y is None or y.shape != (batch,):
-        raise ValueError(
-            f"a conditional {name} needs labels y of shape ({batch},), "
-            f"got "
-            f"{None if y is None else tuple(y.shape)}"
-        )
-    return F.one_hot(y, n_classes).float()
-
-
 class DCGANGenerator(nn.Module):
     """z (B, latent_dim) [+ label] -> Linear -> (2w, 4, 4) -> ConvTranspose ->
     (w, 8, 8) -> a 3x3 convolution and tanh -> image (B, 1, 8, 8)."""
@@ -127,7 +118,7 @@ class DCGANGenerator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        label = _one_hot(y, self.config.n_classes, z.shape[0], "generator")
+        label = one_hot_labels(y, self.config.n_classes, z.shape[0], "generator")
         h = z if label is None else torch.cat([z, label], dim=1)
         return self.up(self.project(h))  # (B, 1, 8, 8) in [-1, 1]
 
@@ -149,7 +140,7 @@ class DCGANDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        label = _one_hot(y, self.config.n_classes, x.shape[0], "discriminator")
+        label = one_hot_labels(y, self.config.n_classes, x.shape[0], "discriminator")
         if label is not None:  # the label as constant feature maps, one per class
             x = torch.cat(
                 [x, label[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1
@@ -182,6 +173,12 @@ class MLPDiscriminator(nn.Module):
     (PacGAN, Lin et al., 2018): a set of m near-identical samples is easy to tell from m
     real ones, so a generator that drops modes is penalized. Real and fake batches are
     packed alike.
+
+    With ``batch_std=True`` it also sees one number about the whole batch: the standard
+    deviation of each coordinate over the batch, averaged over the coordinates, appended
+    to every row (the *minibatch standard deviation* of Karras et al., 2018, Sec. 3, a
+    simple form of the minibatch discrimination of Salimans et al., 2016). A collapsed
+    batch has a small spread and is told from a real one by that number alone.
     """
 
     def __init__(
@@ -217,7 +214,8 @@ class GANTrainConfig:
 
     steps: int = 2000  # generator updates
     batch_size: int = 64  # real and fake examples per update
-    lr: float = 2e-4  # Adam's learning rate, both players
+    lr: float = 2e-4  # Adam's learning rate: G's, and D's unless lr_d is set
+    lr_d: float | None = None  # the discriminator's learning rate; None: the same as lr
     # Adam's decay rates (WGAN-GP used (0, 0.9))
     betas: tuple[float, float] = (0.5, 0.999)
     loss: str = "non_saturating"  # one of GAN_LOSSES
@@ -229,6 +227,8 @@ class GANTrainConfig:
         for name in ("steps", "batch_size", "n_critic"):
             check_positive_int(getattr(self, name), name)
         check_real(self.lr, "lr", 0, low_open=True)
+        if self.lr_d is not None:
+            check_real(self.lr_d, "lr_d", 0, low_open=True)
         check_real(self.gp_weight, "gp_weight", 0)
         if self.loss not in GAN_LOSSES:
             raise ValueError(f"loss must be one of {GAN_LOSSES}, got {self.loss!r}")
@@ -286,7 +286,8 @@ def train_gan(
     device = model_device(G)
     gen = torch.Generator().manual_seed(config.seed)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=config.betas)
+    lr_d = config.lr if config.lr_d is None else config.lr_d
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=config.betas)
     history, start = GANHistory(), time.perf_counter()
     to_prob = (lambda v: v) if config.loss == "wgan_gp" else torch.sigmoid
     G.train()
@@ -361,3 +362,40 @@ def modes_covered(
         "covered": int((per_mode >= min_fraction).sum()),
         "good_fraction": good.float().mean().item(),
     }
+
+
+# Chapter 13's mode-collapse test: the generator is the faster player (D learns at a
+# tenth of G's rate), which lets it chase the discriminator from one spot to the next.
+RING_TRAINING = GANTrainConfig(steps=1000, batch_size=256, lr=1e-3, lr_d=1e-4)
+
+
+def ring_gan(
+    batch_std: bool = False,
+    pack: int = 1,
+    std: float = 0.1,
+    config: GANTrainConfig = RING_TRAINING,
+    seed: int = 0,
+    n_samples: int = 2000,
+) -> tuple[torch.Tensor, dict]:
+    """Train an MLP GAN (2-D noise, two hidden layers of 128 in both players) on
+    ``ring_of_gaussians(std=std)`` and count the modes its samples cover.
+
+    Only the discriminator's input depends on ``batch_std`` and ``pack``: the
+    generator's initial weights (``set_seed(seed)``), the data, the noise and the
+    recipe are the same, so two calls that differ in them compare one thing. Returns
+    ``n_samples`` samples (n_samples, 2) and ``modes_covered`` at radius 3 std.
+    """
+    check_real(std, "std", 0, low_open=True)
+    set_seed(seed)
+    G = MLPGenerator(latent_dim=2, hidden=128)
+    D = MLPDiscriminator(hidden=128, pack=pack, batch_std=batch_std)
+    train_gan(
+        G,
+        D,
+        lambda n, gen: (ring_of_gaussians(n, gen, std=std), None),
+        replace(config, seed=seed + seed_offset()),
+    )
+    with torch.no_grad():
+        z = torch.randn(n_samples, 2, generator=torch.Generator().manual_seed(5))
+        points = G(z)
+    return points, modes_covered(points, ring_centers(), radius=3 * std)

@@ -7,8 +7,8 @@ Chapter 12 stores a graph of N nodes as a feature matrix ``x`` (N, d) and an
 sends a message to node i = ``edge_index[1, e]`` (the target), the convention of
 PyTorch Geometric. An undirected graph stores both directions.
 
-Every layer gathers the sources' features along the edges (``x[src]``), turns them
-into messages, and adds them up at the targets with ``index_add_`` (a *scatter*);
+Every layer gathers the sources' features along the edges (``gather(x, src)``), turns
+them into messages, and adds them up at the targets with ``index_add_`` (a *scatter*);
 Gilmer et al. (2017) call this message passing. ``GCNConv`` (Kipf and Welling, 2017),
 ``SAGEConv`` (Hamilton et al., 2017), ``GATConv`` (Velickovic et al., 2018) and
 ``GINConv`` (Xu et al., 2019) differ only in the message and the aggregation; tests
@@ -139,8 +139,19 @@ def permute_graph(
 
 
 # --------------------------------------------------------------------------------------
-# Scatter: the aggregation step of message passing
+# Gather and scatter: the two halves of message passing
 # --------------------------------------------------------------------------------------
+
+
+def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The rows ``x[index]`` (E, ...): one row per edge, by ``index_select``.
+
+    ``x[index]`` gives the same values, but on a CPU with several threads its backward
+    adds the gradients of rows that share a node in an order that changes from run to
+    run, so training is not bit-reproducible. The backward of ``index_select`` is an
+    ``index_add_``, which adds them in edge order whatever the thread count.
+    """
+    return x.index_select(0, index)
 
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, n_nodes: int) -> torch.Tensor:
@@ -174,11 +185,12 @@ def scatter_softmax(
     """Softmax of the edge scores (E, ...) over the edges that share a target
     ``index[e]``.
 
-    The largest score of each group is subtracted first, as in any stable softmax.
+    The largest score of each group is subtracted first, as in any stable softmax; it
+    is a constant for the gradient (detached), since the result does not depend on it.
     """
-    top = scatter_max(scores, index, n_nodes)  # (N, ...)
-    exp = (scores - top[index]).exp()  # (E, ...)
-    return exp / scatter_sum(exp, index, n_nodes)[index]
+    top = scatter_max(scores.detach(), index, n_nodes)  # (N, ...)
+    exp = (scores - gather(top, index)).exp()  # (E, ...)
+    return exp / gather(scatter_sum(exp, index, n_nodes), index)
 
 
 def message_passing(
@@ -191,7 +203,7 @@ def message_passing(
     """
     check_graph(x, edge_index)
     src, dst = edge_index
-    messages = x[src]  # (E, d): the message along each edge is the sender's features
+    messages = gather(x, src)  # (E, d): the message along each edge is x[src]
     scatters = {"sum": scatter_sum, "mean": scatter_mean, "max": scatter_max}
     if aggr not in scatters:
         raise ValueError(f"aggr must be one of {tuple(scatters)}, got {aggr!r}")
@@ -235,7 +247,8 @@ class GCNConv(nn.Module):
         check_graph(x, edge_index)
         edges, weight = gcn_norm(edge_index, len(x))
         h = self.lin(x)  # (N, d_out): transform first, it is cheaper when d_out < d_in
-        out = scatter_sum(weight[:, None] * h[edges[0]], edges[1], len(x))  # (N, d_out)
+        messages = weight[:, None] * gather(h, edges[0])  # (E', d_out)
+        out = scatter_sum(messages, edges[1], len(x))  # (N, d_out)
         return out if self.bias is None else out + self.bias
 
 
@@ -303,13 +316,13 @@ class GATConv(nn.Module):
         score_src = (h * self.att_src).sum(-1)  # (N, H): a_src . W h_j
         score_dst = (h * self.att_dst).sum(-1)  # (N, H): a_dst . W h_i
         scores = F.leaky_relu(
-            score_src[src] + score_dst[dst], self.negative_slope
+            gather(score_src, src) + gather(score_dst, dst), self.negative_slope
         )  # (E', H)
         alpha = scatter_softmax(
             scores, dst, N
         )  # (E', H): each node's in-weights sum to 1
         dropped = F.dropout(alpha, self.dropout, self.training)
-        out = scatter_sum(dropped[..., None] * h[src], dst, N)  # (N, H, C)
+        out = scatter_sum(dropped[..., None] * gather(h, src), dst, N)  # (N, H, C)
         out = out.reshape(N, H * C) if self.concat else out.mean(dim=1)
         out = out + self.bias
         return (out, edges, alpha) if return_attention else out
@@ -345,7 +358,8 @@ def gcn_propagate(
     edges, weight = gcn_norm(edge_index, len(x))
     out = [x]
     for _ in range(steps):
-        out.append(scatter_sum(weight[:, None] * out[-1][edges[0]], edges[1], len(x)))
+        messages = weight[:, None] * gather(out[-1], edges[0])  # (E', d)
+        out.append(scatter_sum(messages, edges[1], len(x)))
     return out
 
 
@@ -370,9 +384,9 @@ def attention_message_passing(
             f"{tuple(k.shape)}, {tuple(v.shape)}"
         )
     src, dst = edge_index
-    scores = (q[dst] * k[src]).sum(-1) / math.sqrt(q.shape[-1])  # (E,)
+    scores = (gather(q, dst) * gather(k, src)).sum(-1) / math.sqrt(q.shape[-1])  # (E,)
     alpha = scatter_softmax(scores, dst, len(q))  # (E,)
-    return scatter_sum(alpha[:, None] * v[src], dst, len(q))  # (N, d_v)
+    return scatter_sum(alpha[:, None] * gather(v, src), dst, len(q))  # (N, d_v)
 
 
 def complete_graph(

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlbook.attention import KVCache, LearnedPositions
+from dlbook.attention import GroupedQueryAttention, KVCache, LearnedPositions
 from dlbook.checkpoint import load_checkpoint, save_checkpoint, shipped_checkpoint
 from dlbook.modern import RMSNorm, SwiGLU, swiglu_width
-from dlbook.rnn import CharLSTM, CharLSTMConfig
-from dlbook.sampling import check_sampling_options, sample_next
+from dlbook.rnn import CharLSTM, CharLSTMConfig, check_generate_args
+from dlbook.sampling import sample_next
 from dlbook.text import (
     CharCorpus,
     CharVocab,
@@ -37,7 +37,6 @@ from dlbook.train import History, Schedule, TrainConfig
 from dlbook.transformer import TransformerBlock
 from dlbook.utils import (  # count_parameters is also dlbook.gpt.count_parameters
     check_ids,
-    check_int,
     check_positive_int,
     check_real,
     count_parameters,  # noqa: F401
@@ -63,6 +62,13 @@ class GPTConfig:
     norm: str = "layernorm"
     # "gelu" (GPT-2's 4 d MLP) or "swiglu" (LLaMA; dlbook.modern.SwiGLU)
     mlp: str = "gelu"
+    # "learned" (GPT-2's position vectors) or "rope" (rotary, on queries and keys)
+    positions: str = "learned"
+    rope_base: float = 10000.0  # RoPE's base (LLaMA 1 and 2: 10,000)
+    n_kv_heads: int | None = None  # key-value heads (grouped-query); None: n_heads
+    attn_bias: bool = True  # biases in the attention projections (LLaMA: none)
+    d_ff: int | None = None  # MLP hidden width; None: 4 d, or swiglu_width(d)
+    norm_eps: float | None = None  # None: 1e-5 (layer norm) or 1e-6 (RMSNorm)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layers", "n_heads", "d_model"):
@@ -75,15 +81,52 @@ class GPTConfig:
             )
         for name in ("dropout", "attn_dropout"):
             check_real(getattr(self, name), name, 0.0, 1.0, high_open=True)
-        for name, choices in (("norm", NORMS), ("mlp", MLPS)):
+        self._check_llama_options()
+        for name, choices in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(
                     f"{name} must be one of {choices}, got {getattr(self, name)!r}"
                 )
 
+    def _check_llama_options(self) -> None:
+        """Checks of the fields that turn GPT-2 into LLaMA."""
+        check_real(self.rope_base, "rope_base", 1.0, low_open=True)
+        if self.n_kv_heads is not None:
+            check_positive_int(self.n_kv_heads, "n_kv_heads")
+            if self.n_heads % self.n_kv_heads:
+                raise ValueError(
+                    f"n_heads must be a multiple of n_kv_heads, got {self.n_heads} "
+                    f"and {self.n_kv_heads}"
+                )
+        if self.positions == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"rotary positions need an even head width, got d_model "
+                f"{self.d_model} / n_heads {self.n_heads}"
+            )
+        if self.d_ff is not None:
+            check_positive_int(self.d_ff, "d_ff")
+        if self.norm_eps is not None:
+            check_real(self.norm_eps, "norm_eps", 0.0, low_open=True)
+        if not isinstance(self.attn_bias, bool):
+            raise TypeError(f"attn_bias must be a bool, got {self.attn_bias!r}")
+
+    @property
+    def ff_width(self) -> int:
+        """The MLP's hidden width (``d_ff`` if set, else 4 d for GELU and
+        ``swiglu_width(d)`` for SwiGLU)."""
+        if self.d_ff is not None:
+            return self.d_ff
+        return 4 * self.d_model if self.mlp == "gelu" else swiglu_width(self.d_model)
+
+    @property
+    def kv_heads(self) -> int:
+        """The number of key-value heads (``n_kv_heads`` if set, else ``n_heads``)."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
 
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
+POSITIONS = ("learned", "rope")
 
 
 # GPT-2's four sizes: (n_layers, d_model, n_heads), from Radford et al. (2019), table 2.
@@ -120,13 +163,17 @@ class GPT(nn.Module):
         super().__init__()
         self.config = c = config
         self.tok_embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.pos_embed = LearnedPositions(c.block_size, c.d_model)
+        self.pos_embed = (
+            LearnedPositions(c.block_size, c.d_model)
+            if c.positions == "learned"
+            else None  # rotary positions act inside attention
+        )
         self.dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 c.d_model,
                 c.n_heads,
-                4 * c.d_model,
+                c.ff_width,
                 c.dropout,
                 attn_dropout=c.attn_dropout,
             )
@@ -145,15 +192,34 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
 
     def _modernize(self, c: GPTConfig) -> None:
-        """Swap in RMSNorm for every layer norm and SwiGLU for every MLP, as the config
-        asks."""
+        """Swap in RMSNorm for every layer norm, SwiGLU for every MLP, and grouped-query
+        attention with rotary positions, as the config asks."""
+        eps = (
+            {"layernorm": 1e-5, "rmsnorm": 1e-6}[c.norm]
+            if c.norm_eps is None
+            else c.norm_eps
+        )
+        norm = RMSNorm if c.norm == "rmsnorm" else nn.LayerNorm
+        llama_attention = (
+            c.positions == "rope" or c.kv_heads != c.n_heads or not c.attn_bias
+        )
         for block in self.blocks:
-            if c.norm == "rmsnorm":
-                block.ln_self, block.ln_ff = RMSNorm(c.d_model), RMSNorm(c.d_model)
+            block.ln_self, block.ln_ff = (
+                norm(c.d_model, eps=eps),
+                norm(c.d_model, eps=eps),
+            )
             if c.mlp == "swiglu":
-                block.ff = SwiGLU(c.d_model, swiglu_width(c.d_model), c.dropout)
-        if c.norm == "rmsnorm":
-            self.ln_final = RMSNorm(c.d_model)
+                block.ff = SwiGLU(c.d_model, c.ff_width, c.dropout)
+            if llama_attention:
+                block.self_attn = GroupedQueryAttention(
+                    c.d_model,
+                    c.n_heads,
+                    c.kv_heads,
+                    c.attn_dropout,
+                    bias=c.attn_bias,
+                    rope_base=c.rope_base if c.positions == "rope" else None,
+                )
+        self.ln_final = norm(c.d_model, eps=eps)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -193,7 +259,10 @@ class GPT(nn.Module):
                 f"context of {start + T} tokens exceeds block_size "
                 f"{self.config.block_size}"
             )
-        x = self.dropout(self.pos_embed(self.tok_embed(idx), start))  # (B, T, C)
+        x = self.tok_embed(idx)  # (B, T, C)
+        if self.pos_embed is not None:
+            x = self.pos_embed(x, start)
+        x = self.dropout(x)
         for i, block in enumerate(self.blocks):
             # causal self-attention: each position sees itself and the positions before
             # it
@@ -219,13 +288,9 @@ class GPT(nn.Module):
         which invalidates the cache, so the window is re-read in full. Returns (B, T0 +
         max_new_tokens).
         """
-        check_ids(idx, self.config.vocab_size)
-        if idx.shape[1] < 1:
-            raise ValueError(
-                f"idx must be (B, T0) with T0 >= 1, got {tuple(idx.shape)}"
-            )
-        check_int(max_new_tokens, "max_new_tokens", minimum=0)
-        check_sampling_options(temperature, top_k, top_p)
+        check_generate_args(
+            idx, self.config.vocab_size, max_new_tokens, temperature, top_k, top_p
+        )
         was_training = self.training
         self.eval()
         T0, T_max = idx.shape[1], self.config.block_size
@@ -252,13 +317,18 @@ def gpt_parameter_formula(config: GPTConfig) -> int:
     ``V d + T_max d`` (embeddings) ``+ L (12 d^2 + 13 d)`` (attention 4 d^2 + 4 d, MLP 8
     d^2 + 5 d, two layer norms 4 d) ``+ 2 d`` (final layer norm), plus ``V d`` if the
     read-out is not tied. With RMSNorm each norm has d parameters; a SwiGLU MLP of
-    hidden width h has 3 d h.
+    hidden width h has 3 d h; with ``n_kv_heads`` key-value heads W_K and W_V are d x
+    d_kv with ``d_kv = n_kv_heads d / n_heads``; rotary positions have none.
     """
     V, T, d, L = config.vocab_size, config.block_size, config.d_model, config.n_layers
+    h, d_kv = config.ff_width, config.kv_heads * (d // config.n_heads)
     norm = 2 * d if config.norm == "layernorm" else d  # gain and bias, or gain only
-    # no biases
-    mlp = 8 * d * d + 5 * d if config.mlp == "gelu" else 3 * d * swiglu_width(d)
-    total = V * d + T * d + L * (4 * d * d + 4 * d + mlp + 2 * norm) + norm
+    # SwiGLU: no biases
+    mlp = 2 * d * h + h + d if config.mlp == "gelu" else 3 * d * h
+    # W_Q, W_O (d x d) and W_K, W_V (d x d_kv), and their biases
+    attention = 2 * d * d + 2 * d * d_kv + (2 * d + 2 * d_kv) * config.attn_bias
+    positions = T * d if config.positions == "learned" else 0
+    total = V * d + positions + L * (attention + mlp + 2 * norm) + norm
     return total if config.tie_weights else total + V * d
 
 

@@ -46,7 +46,9 @@ def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def _copy(target: torch.Tensor, source: torch.Tensor, name: str) -> None:
+def copy_weight(target: torch.Tensor, source: torch.Tensor, name: str) -> None:
+    """Copy ``source`` into the parameter ``target`` in place, refusing a shape mismatch
+    with an error that names the state-dict entry ``name``."""
     if target.shape != source.shape:
         raise ValueError(
             f"{name}: expected shape {tuple(target.shape)}, got {tuple(source.shape)}"
@@ -94,8 +96,8 @@ def from_gpt2_state_dict(
         tie_weights=tied,
     )
     model = GPT(config)
-    _copy(model.tok_embed.weight, sd["wte.weight"], "wte.weight")
-    _copy(model.pos_embed.embed.weight, sd["wpe.weight"], "wpe.weight")
+    copy_weight(model.tok_embed.weight, sd["wte.weight"], "wte.weight")
+    copy_weight(model.pos_embed.embed.weight, sd["wpe.weight"], "wpe.weight")
     for i, block in enumerate(model.blocks):
         p = f"h.{i}."
         if gelu == "tanh":
@@ -103,10 +105,10 @@ def from_gpt2_state_dict(
         _copy_block(
             block, {k.removeprefix(p): v for k, v in sd.items() if k.startswith(p)}, p
         )
-    _copy(model.ln_final.weight, sd["ln_f.weight"], "ln_f.weight")
-    _copy(model.ln_final.bias, sd["ln_f.bias"], "ln_f.bias")
+    copy_weight(model.ln_final.weight, sd["ln_f.weight"], "ln_f.weight")
+    copy_weight(model.ln_final.bias, sd["ln_f.bias"], "ln_f.bias")
     if not tied:
-        _copy(model.head.weight, lm_head, "lm_head.weight")
+        copy_weight(model.head.weight, lm_head, "lm_head.weight")
     return model.eval()
 
 
@@ -115,8 +117,8 @@ def _copy_block(block: nn.Module, sd: dict[str, torch.Tensor], prefix: str) -> N
     MLP."""
     pairs = [(block.ln_self, "ln_1"), (block.ln_ff, "ln_2")]
     for norm, name in pairs:
-        _copy(norm.weight, sd[f"{name}.weight"], prefix + f"{name}.weight")
-        _copy(norm.bias, sd[f"{name}.bias"], prefix + f"{name}.bias")
+        copy_weight(norm.weight, sd[f"{name}.weight"], prefix + f"{name}.weight")
+        copy_weight(norm.bias, sd[f"{name}.bias"], prefix + f"{name}.bias")
     attn = block.self_attn
     # Conv1D (d, 3d) -> 3 x (d, d)
     w_q, w_k, w_v = sd["attn.c_attn.weight"].t().chunk(3)
@@ -130,5 +132,5 @@ def _copy_block(block: nn.Module, sd: dict[str, torch.Tensor], prefix: str) -> N
         (block.ff.proj, sd["mlp.c_proj.weight"].t(), sd["mlp.c_proj.bias"]),
     ]
     for linear, weight, bias in linears:
-        _copy(linear.weight, weight, prefix + "weight")
-        _copy(linear.bias, bias, prefix + "bias")
+        copy_weight(linear.weight, weight, prefix + "weight")
+        copy_weight(linear.bias, bias, prefix + "bias")

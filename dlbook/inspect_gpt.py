@@ -16,6 +16,12 @@ def attention_maps(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
     ``need_weights``."""
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a dlbook.gpt.GPT, got {type(model).__name__}")
+    if model.config.positions != "learned":
+        raise ValueError(
+            "attention_maps reads GPT-2's learned position embeddings; got a model "
+            "with "
+            f"positions={model.config.positions!r}"
+        )
     if idx.dim() != 2 or idx.shape[1] > model.config.block_size:
         raise ValueError(
             f"idx must be (B, T) with T <= block_size "

@@ -39,6 +39,12 @@ class CheckpointedGPT(nn.Module):
         super().__init__()
         if not isinstance(gpt, GPT):
             raise TypeError(f"gpt must be a dlbook.gpt.GPT, got {type(gpt).__name__}")
+        if gpt.config.positions != "learned":
+            raise ValueError(
+                "CheckpointedGPT adds GPT-2's learned position embeddings; got a model "
+                "with "
+                f"positions={gpt.config.positions!r}"
+            )
         self.gpt = gpt
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,12 @@
-"""Optimizers from scratch: SGD with momentum and weight decay, Adam and AdamW.
+"""Optimizers from scratch: SGD with momentum and weight decay, Adam and AdamW, and the
+layer-wise LARS and LAMB for large batches.
 
 Each optimizer holds a list of parameter tensors and updates them in place when given
 their gradients, ``optimizer.step(gradients)``. No autograd is involved, so they work
 with the hand-written ``dlbook.mlp.MLP``. The update rules are written exactly as
 ``torch.optim`` applies them, and ``tests/test_optim.py`` checks that both produce the
-same parameters, step after step.
+same parameters, step after step. ``torch.optim`` has no LARS or LAMB;
+``tests/test_lars_lamb.py`` checks them against the papers' algorithms.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class Adam(Optimizer):
     """
 
     decoupled = False  # AdamW sets this: decay the weights directly instead of via g
+    default_weight_decay = 0.0  # AdamW: 1e-2, as torch.optim.AdamW
 
     def __init__(
         self,
@@ -113,8 +116,11 @@ class Adam(Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
     ):
+        """``weight_decay`` None means the class's ``default_weight_decay``."""
+        if weight_decay is None:
+            weight_decay = self.default_weight_decay
         super().__init__(params, lr, weight_decay)
         if (
             not isinstance(betas, (tuple, list))
@@ -147,13 +153,71 @@ class AdamW(Adam):
     is not rescaled by Adam's per-parameter step sizes."""
 
     decoupled = True
+    default_weight_decay = 1e-2
+
+
+def trust_ratio(weight_norm: torch.Tensor, update_norm: torch.Tensor) -> torch.Tensor:
+    """``||w|| / ||u||`` for one layer, and 1 where either norm is 0 (a layer at zero,
+    such as a bias at initialization, or no update), as in the reference
+    implementations of LARS and LAMB."""
+    ok = (weight_norm > 0) & (update_norm > 0)
+    return torch.where(ok, weight_norm / update_norm.clamp(min=1e-30), 1.0)
+
+
+class LARS(Optimizer):
+    """Layer-wise adaptive rate scaling (You, Gitman and Ginsburg, 2017, algorithm 1):
+    SGD with momentum whose step in each layer (each parameter tensor) is scaled by
+    that layer's ratio of weight norm to gradient norm:
+
+        lambda_l = eta_trust * ||w|| / (||g|| + beta ||w||)     (local learning rate)
+        v <- mu v + lr * lambda_l * (g + beta w);   w <- w - v
+
+    so every layer moves by about the same fraction of its weights, whatever the scale
+    of its gradient.
+    """
 
     def __init__(
         self,
         params: Sequence[torch.Tensor],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay)
+        super().__init__(params, lr, weight_decay)
+        self.momentum = check_real(momentum, "momentum", 0.0, 1.0, high_open=True)
+        self.trust = check_real(
+            trust_coefficient, "trust_coefficient", 0.0, low_open=True
+        )
+        self.v = [torch.zeros_like(p) for p in self.params]  # momentum buffers
+
+    def update(self, i: int, p: torch.Tensor, g: torch.Tensor) -> None:
+        w_norm, g_norm = p.norm(), g.norm()
+        local_lr = self.trust * trust_ratio(w_norm, g_norm + self.weight_decay * w_norm)
+        self.v[i].mul_(self.momentum).add_(
+            self.lr * local_lr * (g + self.weight_decay * p)
+        )
+        p.sub_(self.v[i])
+
+
+class LAMB(Adam):
+    """Layer-wise adaptive moments (You et al., 2020, algorithm 2): Adam's direction,
+    plus decoupled weight decay, rescaled in each layer to a fixed fraction of the
+    layer's weight norm:
+
+        r = m_hat / (sqrt(v_hat) + eps) + lambda w
+        w <- w - lr * (||w|| / ||r||) * r
+
+    so a layer's step has norm ``lr * ||w||`` (the paper's phi is the identity here).
+    """
+
+    default_weight_decay = 0.01
+
+    def update(self, i: int, p: torch.Tensor, g: torch.Tensor) -> None:
+        beta1, beta2 = self.betas
+        self.m[i].mul_(beta1).add_((1 - beta1) * g)
+        self.v[i].mul_(beta2).add_((1 - beta2) * g * g)
+        m_hat = self.m[i] / (1 - beta1**self.t)
+        v_hat = self.v[i] / (1 - beta2**self.t)
+        r = m_hat / (v_hat.sqrt() + self.eps) + self.weight_decay * p
+        p.sub_(self.lr * trust_ratio(p.norm(), r.norm()) * r)

@@ -10,6 +10,8 @@ al. (2019).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +74,43 @@ class SweepResult:
     # share of test examples whose largest output is wrong
     test_error: tuple[float, ...]
     norm: tuple[float, ...]  # ||beta||, the size of the fitted output layer
+    # squared error per example on the validation set (NaN without one)
+    val_mse: tuple[float, ...] = ()
+    ridge: tuple[float, ...] = ()  # the penalty used (picked on validation from a grid)
+
+
+def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Squared error per example, summed over the K outputs."""
+    return (outputs - targets).pow(2).sum(1).mean().item()
+
+
+def _fit_one_draw(
+    weight: torch.Tensor,
+    data: tuple[torch.Tensor, ...],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    ridges: tuple[float, ...],
+) -> dict[str, float]:
+    """Fit the output layer for one draw of hidden weights ``weight`` (p, D), with each
+    penalty in ``ridges``; keep the fit of lowest validation error and score it."""
+    x_train, targets, x_test, y_test, test_targets = data
+    features = random_relu_features(x_train, weight)  # (N, p)
+    val_features = None if val is None else random_relu_features(val[0], weight)
+    best = None
+    for ridge in ridges:
+        beta = fit_output_layer(features, targets, ridge)  # (p, K)
+        val_mse = math.nan if val is None else _mse(val_features @ beta, val[1])
+        if best is None or val_mse < best[0]:
+            best = (val_mse, ridge, beta)
+    val_mse, ridge, beta = best
+    test_out = random_relu_features(x_test, weight) @ beta  # (N_test, K)
+    return {
+        "train_mse": _mse(features @ beta, targets),
+        "test_mse": _mse(test_out, test_targets),
+        "test_error": (test_out.argmax(1) != y_test).double().mean().item(),
+        "norm": beta.norm().item(),
+        "val_mse": val_mse,
+        "ridge": ridge,
+    }
 
 
 def width_sweep(
@@ -79,52 +118,48 @@ def width_sweep(
     widths: list[int],
     draws: int,
     generator: torch.Generator,
-    ridge: float = 0.0,
+    ridge: float | Sequence[float] = 0.0,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> SweepResult:
     """Fit random-features models of every width to one-hot targets, ``draws`` times
     each.
 
     ``data`` is ``(x_train, y_train, x_test, y_test)``: inputs (N, D) and integer labels
     (N,). The hidden weights are N(0, 1/D), drawn from ``generator`` (on the CPU).
+    ``val`` is an optional validation set ``(x_val, y_val)``. ``ridge`` is one penalty,
+    or a grid of them: then every draw keeps the penalty of lowest validation error.
     """
     check_int(draws, "draws", minimum=1)
     for width in widths:
         check_int(width, "width", minimum=1)
+    ridges = (ridge,) if isinstance(ridge, (int, float)) else tuple(ridge)
+    if not ridges:
+        raise ValueError("ridge must be a number or a non-empty grid, got an empty one")
+    if len(ridges) > 1 and val is None:
+        raise ValueError(f"a grid of {len(ridges)} ridge penalties needs a val set")
     x_train, y_train, x_test, y_test = data
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
-    targets = torch.nn.functional.one_hot(y_train, n_classes).to(x_train.dtype)
-    test_targets = torch.nn.functional.one_hot(y_test, n_classes).to(x_test.dtype)
-    rows = {key: [] for key in ("train_mse", "test_mse", "test_error", "norm")}
+    labels = (y_train, y_test) if val is None else (y_train, y_test, val[1])
+    n_classes = int(max(y.max() for y in labels)) + 1
+
+    def one_hot(y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(y, n_classes).to(x_train.dtype)
+
+    fit_data = (x_train, one_hot(y_train), x_test, y_test, one_hot(y_test))
+    val_data = None if val is None else (val[0], one_hot(val[1]))
+    keys = ("train_mse", "test_mse", "test_error", "norm", "val_mse", "ridge")
+    rows = {key: [] for key in keys}
     for width in widths:
-        runs = {key: [] for key in rows}
+        runs = {key: [] for key in keys}
         for _ in range(draws):
-            weight = (
-                torch.randn(
-                    width,
-                    x_train.shape[1],
-                    generator=generator,
-                    # (p, D)
-                    dtype=x_train.dtype,
-                )
-                / x_train.shape[1] ** 0.5
+            # (p, D), drawn on the CPU so that every device sees the same weights
+            weight = torch.randn(
+                width, x_train.shape[1], generator=generator, dtype=x_train.dtype
+            ) / math.sqrt(x_train.shape[1])
+            scores = _fit_one_draw(
+                weight.to(x_train.device), fit_data, val_data, ridges
             )
-            weight = weight.to(x_train.device)
-            features = random_relu_features(x_train, weight)  # (N, p)
-            beta = fit_output_layer(features, targets, ridge)  # (p, K)
-            test_out = random_relu_features(x_test, weight) @ beta  # (N_test, K)
-            runs["train_mse"].append(
-                (features @ beta - targets).pow(2).sum(1).mean().item()
-            )
-            runs["test_mse"].append(
-                (test_out - test_targets).pow(2).sum(1).mean().item()
-            )
-            runs["test_error"].append(
-                (test_out.argmax(1) != y_test).double().mean().item()
-            )
-            runs["norm"].append(beta.norm().item())
-        for key in rows:
+            for key in keys:
+                runs[key].append(scores[key])
+        for key in keys:
             rows[key].append(float(torch.tensor(runs[key]).median()))
-    return SweepResult(
-        tuple(widths),
-        *(tuple(rows[key]) for key in ("train_mse", "test_mse", "test_error", "norm")),
-    )
+    return SweepResult(tuple(widths), *(tuple(rows[key]) for key in keys))

@@ -328,6 +328,24 @@ class CharLSTMConfig:
         check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
 
 
+def check_generate_args(
+    idx: torch.Tensor,
+    vocab_size: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+) -> None:
+    """The checks of a language model's ``generate`` (the LSTM's here, the GPT's in
+    ``dlbook.gpt``): ids (B, T0) with T0 >= 1 below ``vocab_size``, a count >= 0 of new
+    tokens, and valid sampling options."""
+    check_ids(idx, vocab_size)
+    if idx.shape[1] < 1:
+        raise ValueError(f"idx must be (B, T0) with T0 >= 1, got {tuple(idx.shape)}")
+    check_int(max_new_tokens, "max_new_tokens", minimum=0)
+    check_sampling_options(temperature, top_k, top_p)
+
+
 class CharLSTM(nn.Module):
     """Embedding, LSTM, then a linear read-out of next-character logits at every
     step."""
@@ -390,13 +408,9 @@ class CharLSTM(nn.Module):
         the carried state, so a step costs the same however long the text already is.
         Returns (B, T0 + max_new_tokens).
         """
-        check_ids(idx, self.config.vocab_size)
-        if idx.shape[1] < 1:
-            raise ValueError(
-                f"idx must be (B, T0) with T0 >= 1, got {tuple(idx.shape)}"
-            )
-        check_int(max_new_tokens, "max_new_tokens", minimum=0)
-        check_sampling_options(temperature, top_k, top_p)
+        check_generate_args(
+            idx, self.config.vocab_size, max_new_tokens, temperature, top_k, top_p
+        )
         was_training = self.training
         self.eval()
         logits, state = self(idx)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from dlbook.conditioning import base_noise, one_hot_labels
 from dlbook.train import History, TrainConfig, epochs_of, fit
 from dlbook.utils import check_positive_int, check_real, make_generator, model_device
 
@@ -113,17 +113,8 @@ class VAE(nn.Module):
         )
 
     def _with_label(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        if self.config.n_classes == 0:
-            if y is not None:
-                raise ValueError("this VAE is unconditional (n_classes=0); pass y=None")
-            return h
-        if y is None or y.shape != h.shape[:1]:
-            raise ValueError(
-                f"a conditional VAE needs labels y of shape "
-                f"({h.shape[0]},), got "
-                f"{None if y is None else tuple(y.shape)}"
-            )
-        return torch.cat([h, F.one_hot(y, self.config.n_classes).to(h.dtype)], dim=1)
+        label = one_hot_labels(y, self.config.n_classes, h.shape[0], "VAE")
+        return h if label is None else torch.cat([h, label.to(h.dtype)], dim=1)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """Pixels (B, D) in [0, 1] -> mu, logvar, each (B, d)."""
@@ -151,9 +142,7 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """n images (n, D): z from the prior, shown as the decoder's mean image."""
-        z = torch.randn(n, self.config.latent_dim, generator=generator).to(
-            model_device(self)
-        )
+        z = base_noise(n, self.config.latent_dim, generator, model_device(self))
         return self.mean_image(z, y)
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dlbook.attention import MultiHeadAttention
+from dlbook.config_checks import check_transformer_sizes
 from dlbook.transformer import TransformerBlock
 from dlbook.utils import check_int, check_positive_int, check_real
 
@@ -104,28 +105,14 @@ class ViTConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in (
-            "image_size",
-            "patch_size",
-            "in_channels",
-            "n_classes",
-            "d_model",
-            "n_heads",
-            "n_layers",
-            "d_ff",
-        ):
-            check_positive_int(getattr(self, name), name)
+        sizes = ("image_size", "patch_size", "in_channels", "n_classes", "d_model")
+        check_transformer_sizes(self, (*sizes, "n_heads", "n_layers", "d_ff"))
         check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
         check_real(self.layer_norm_eps, "layer_norm_eps", 0.0, low_open=True)
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size must be divisible by patch_size, got "
                 f"{self.image_size} and {self.patch_size}"
-            )
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model must be divisible by n_heads, got {self.d_model} and "
-                f"{self.n_heads}"
             )
 
     @property

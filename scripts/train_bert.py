@@ -11,12 +11,8 @@ unless ``--force``. The book ships the result as ``dlbook/checkpoints/bert_mlm_p
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
-
-import torch
 
 from dlbook.bert import (
     N_SPECIAL,
@@ -28,32 +24,23 @@ from dlbook.bert import (
     save_bert,
     train_mlm,
 )
+from dlbook.cli import parse_script_args
 from dlbook.train import Schedule, TrainConfig
 from dlbook.utils import set_seed
 
 MODEL = dict(max_len=128, d_model=64, n_heads=4, n_layers=2, d_ff=256)  # BertConfig's sizes
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line: where to write, how many steps, how many threads."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True,
-                        help="checkpoint path; an existing file is refused unless --force")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--steps", type=int, default=4000, help="optimizer steps")
-    parser.add_argument("--batch_size", type=int, default=32, help="windows per step")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    return parser.parse_args(argv)
+OPTIONS = {  # besides --out, --force and --threads (dlbook.cli)
+    "--steps": dict(type=int, default=4000, help="optimizer steps"),
+    "--batch_size": dict(type=int, default=32, help="windows per step"),
+    "--lr": dict(type=float, default=2e-3, help="peak learning rate"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train, save (refusing to overwrite unless --force), and print the metrics."""
-    args = parse(argv)
-    if args.out.exists() and not args.force:  # fail before minutes of training, not after
-        raise SystemExit(f"{args.out} exists; pass --force to replace it")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_script_args(__doc__, OPTIONS, argv)
     set_seed(0)
     data = pydoc_tokens()
     n_train = round(0.9 * len(data))

@@ -11,37 +11,23 @@ the spread of the chapter's claims.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-from pathlib import Path
-
-import torch
 
 from dlbook.checkpoint import save_checkpoint
+from dlbook.cli import parse_script_args
 from dlbook.clip import CLIPTrainConfig, evaluate_clip, train_clip
 from dlbook.data import load_digits
 
-
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line: where to write, steps, seed, threads."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True,
-                        help="checkpoint path; an existing file is refused unless --force")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--steps", type=int, default=CLIPTrainConfig().steps)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    return parser.parse_args(argv)
+OPTIONS = {  # besides --out, --force and --threads (dlbook.cli)
+    "--steps": dict(type=int, default=CLIPTrainConfig().steps),
+    "--seed": dict(type=int, default=0),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train, evaluate, save."""
-    args = parse(argv)
-    if args.out.exists() and not args.force:
-        raise SystemExit(f"{args.out} exists; pass --force to replace it")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_script_args(__doc__, OPTIONS, argv)
     data = load_digits(as_images=True)
     config = CLIPTrainConfig(steps=args.steps, seed=args.seed)
     model, history = train_clip(config, *data.train.tensors)

@@ -11,35 +11,21 @@ book ships the result as ``dlbook/checkpoints/diffusion_digits.pt`` (listed in i
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-from pathlib import Path
 
-import torch
-
+from dlbook.cli import parse_script_args
 from dlbook.digits import DigitsRecipe, save_trained_digits, train_digits
 
-
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line: where to write, how many denoiser steps, how many threads."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True,
-                        help="checkpoint path; an existing file is refused unless --force")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--steps", type=int, default=DigitsRecipe().training.training.steps,
-                        help="optimizer steps of the denoiser")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    return parser.parse_args(argv)
+OPTIONS = {  # besides --out, --force and --threads (dlbook.cli)
+    "--steps": dict(type=int, default=DigitsRecipe().training.training.steps,
+                    help="optimizer steps of the denoiser"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train, save (refusing to overwrite unless --force), and print the metrics."""
-    args = parse(argv)
-    if args.out.exists() and not args.force:  # fail before minutes of training, not after
-        raise SystemExit(f"{args.out} exists; pass --force to replace it")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_script_args(__doc__, OPTIONS, argv)
     recipe = DigitsRecipe()
     training = dataclasses.replace(recipe.training.training, steps=args.steps)
     recipe = dataclasses.replace(

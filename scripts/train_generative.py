@@ -12,26 +12,16 @@ the result as ``dlbook/checkpoints/generative_digits.pt`` (listed in its manifes
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-from pathlib import Path
 
-import torch
-
+from dlbook.cli import parse_script_args
 from dlbook.scoreboard import GenerativeRecipe, save_generators, train_generators
 
-
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line: where to write, the seed, the step scale, the threads."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True,
-                        help="checkpoint path; an existing file is refused unless --force")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initialisations and data")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step count")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    return parser.parse_args(argv)
+OPTIONS = {  # besides --out, --force and --threads (dlbook.cli)
+    "--seed": dict(type=int, default=0, help="seeds the initialisations and data"),
+    "--scale": dict(type=float, default=1.0, help="multiplies every step count"),
+}
 
 
 def scaled_recipe(seed: int, scale: float) -> GenerativeRecipe:
@@ -53,11 +43,7 @@ def scaled_recipe(seed: int, scale: float) -> GenerativeRecipe:
 
 def main(argv: list[str] | None = None) -> None:
     """Train, save (refusing to overwrite unless --force), and print the training times."""
-    args = parse(argv)
-    if args.out.exists() and not args.force:  # fail before minutes of training, not after
-        raise SystemExit(f"{args.out} exists; pass --force to replace it")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_script_args(__doc__, OPTIONS, argv)
     trained = train_generators(scaled_recipe(args.seed, args.scale))
     save_generators(args.out, trained, force=args.force)
     print(json.dumps({k: v for k, v in trained.metrics.items() if k.endswith("seconds")}))

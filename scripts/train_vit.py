@@ -12,38 +12,24 @@ seeds, and ``--steps 300 --no-augment`` (the chapter's live run), measure the sp
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-from pathlib import Path
-
-import torch
 
 from dlbook.checkpoint import save_checkpoint
+from dlbook.cli import parse_script_args
 from dlbook.data import load_digits
 from dlbook.vit import BiasRunConfig, bias_run, near_far_similarity, position_similarity
 
-
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True,
-                        help="checkpoint path; an existing file is refused unless --force")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--no-augment", action="store_true", help="train without shifts")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    return parser.parse_args(argv)
+OPTIONS = {  # besides --out, --force and --threads (dlbook.cli)
+    "--steps": dict(type=int, default=2000),
+    "--no-augment": dict(action="store_true", help="train without shifts"),
+    "--seed": dict(type=int, default=0),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train, measure, save."""
-    args = parse(argv)
-    if args.out.exists() and not args.force:
-        raise SystemExit(f"{args.out} exists; pass --force to replace it")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_script_args(__doc__, OPTIONS, argv)
     data = load_digits(as_images=True)
     config = BiasRunConfig(model="vit", augment=not args.no_augment, steps=args.steps,
                            seed=args.seed)

@@ -10,14 +10,13 @@ the result as ``dlbook/checkpoints/vit_vs_cnn.pt``; chapter 11 plots it and re-r
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import torch
 
 from dlbook.checkpoint import save_checkpoint
+from dlbook.cli import parse_script_args
 from dlbook.data import load_digits
 from dlbook.vit import BiasRunConfig, bias_run
 
@@ -26,24 +25,13 @@ SIZES = (100, 300, 1079)  # 1079: the whole training split
 AUGMENT = (False, True)
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line: where to write, which seeds, how many threads."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True,
-                        help="result path; an existing file is refused unless --force")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    return parser.parse_args(argv)
+OPTIONS = {"--seeds": dict(type=int, nargs="+", default=[0, 1, 2])}  # and dlbook.cli's
+OUT_HELP = "result path; an existing file is refused unless --force"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run every cell, print it, and save the accuracies."""
-    args = parse(argv)
-    if args.out.exists() and not args.force:
-        raise SystemExit(f"{args.out} exists; pass --force to replace it")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_script_args(__doc__, OPTIONS, argv, out_help=OUT_HELP)
     data = load_digits(as_images=True)
     acc = torch.zeros(len(MODELS), len(SIZES), len(AUGMENT), len(args.seeds), dtype=torch.float64)
     start = time.perf_counter()

@@ -16,6 +16,7 @@ from dlbook.bert import (
     BertConfig,
     BertEncoder,
     BertForMLM,
+    context_free_mlm_loss,
     encode,
     from_hf_state_dict,
     mask_tokens,
@@ -118,6 +119,34 @@ def test_mlm_loss_averages_only_chosen_positions():
     torch.testing.assert_close(mlm_loss(logits, labels), expected)
 
 
+def test_context_free_loss_matches_a_monte_carlo_of_the_masking_rule():
+    """The Bayes loss given only the shown token is the conditional entropy H(original |
+    shown), here estimated from counts of mask_tokens' own corruptions of a toy text."""
+    prior = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    k, n = len(prior), 400_000
+    gen = torch.Generator().manual_seed(0)
+    original = N_SPECIAL + torch.multinomial(prior, n, replacement=True, generator=gen)
+    shown, labels = mask_tokens(original[None, :], N_SPECIAL + k, p=1.0, generator=gen)
+    assert (labels == original).all()
+    joint = torch.zeros(N_SPECIAL + k, N_SPECIAL + k, dtype=torch.float64)
+    joint.index_put_((shown[0], labels[0]), torch.ones(n, dtype=torch.float64),
+                     accumulate=True)
+    joint /= n
+    cond = joint / joint.sum(1, keepdim=True).clamp_min(1e-300)
+    monte_carlo = -(joint[joint > 0] * cond[joint > 0].log()).sum().item()
+    exact = context_free_mlm_loss(prior)
+    assert abs(exact - monte_carlo) < 0.01, (exact, monte_carlo)
+    entropy = -(prior[prior > 0] * prior[prior > 0].log()).sum().item()
+    assert exact < entropy  # the shown token helps
+    # scored on another distribution: the prior's guesses, the originals drawn from target
+    target = torch.tensor([0.25, 0.25, 0.25, 0.25, 0.0])
+    assert context_free_mlm_loss(prior, target) > context_free_mlm_loss(target)
+    with pytest.raises(ValueError, match="zero wherever prior"):
+        context_free_mlm_loss(prior, torch.full((5,), 0.2))
+    with pytest.raises(ValueError, match="summing to 1"):
+        context_free_mlm_loss(prior * 2)
+
+
 def test_overfits_one_batch():
     torch.manual_seed(0)
     model = BertForMLM(CONFIG)
@@ -199,15 +228,10 @@ def test_shipped_checkpoint_revalidates():
 
 
 def test_train_script_round_trip(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
     from dlbook.bert import load_bert
+    from dlbook.cli import load_script
 
-    path = Path(__file__).parents[1] / "scripts" / "train_bert.py"
-    spec = importlib.util.spec_from_file_location("train_bert", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("train_bert")
     out = tmp_path / "bert.pt"
     module.main(["--out", str(out), "--steps", "2", "--batch_size", "2"])
     model, record = load_bert(out)

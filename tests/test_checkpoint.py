@@ -24,11 +24,9 @@ from dlbook.ppo import CARTPOLE_CHECKPOINT
 from dlbook.scoreboard import GENERATIVE_CHECKPOINT
 from dlbook.text import CharVocab
 
-CONVERTED = [GPT_CHECKPOINT, LSTM_CHECKPOINT, DIGITS_CHECKPOINT]  # re-saved, not retrained
-# trained by scripts/ in this format (chapters 10, 11, 13, 14)
-TRAINED = [CHECKPOINT_FILE, "clip_digits.pt", "vit_digits.pt", "vit_vs_cnn.pt",
-           GENERATIVE_CHECKPOINT, CARTPOLE_CHECKPOINT]
-SHIPPED = CONVERTED + TRAINED
+# every shipped file, each trained by the command its manifest entry records (chapters 5-14)
+SHIPPED = [GPT_CHECKPOINT, LSTM_CHECKPOINT, DIGITS_CHECKPOINT, CHECKPOINT_FILE, "clip_digits.pt",
+           "vit_digits.pt", "vit_vs_cnn.pt", GENERATIVE_CHECKPOINT, CARTPOLE_CHECKPOINT]
 CONFIG = {"d_in": 3, "d_out": 2, "sizes": [4, 5]}
 
 
@@ -211,11 +209,7 @@ def test_manifest_lists_every_shipped_file_with_its_hash():
         assert entry["sha256"] == checkpoint.file_sha256(path)
         assert entry["size"] == path.stat().st_size < 4e6  # a few MB at most
         assert entry["command"].removeprefix("OMP_NUM_THREADS=1 ").startswith("python scripts/")
-        if name in CONVERTED:  # converted from the old format, with the command that made it
-            assert entry["retrained"] is False
-            assert entry["original_command"].startswith("python -m dlbook.train_")
-        else:
-            assert entry["retrained"] is True and "original_command" not in entry
+        assert entry["retrained"] is True and "original_command" not in entry
         assert load_checkpoint(path).kind == entry["kind"]
     with pytest.raises(ValueError, match="name must be one of"):
         shipped_checkpoint("gpt.pt")

@@ -8,6 +8,7 @@ from dlbook.clip import (
     HELD_OUT_TEMPLATES,
     TRAIN_TEMPLATES,
     CLIPConfig,
+    CLIPTrainConfig,
     caption,
     class_embeddings,
     clip_loss,
@@ -100,15 +101,10 @@ def test_shipped_clip_checkpoint_matches_its_record():
 
 
 def test_train_clip_script_round_trip(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
     from dlbook.checkpoint import load_checkpoint
+    from dlbook.cli import load_script
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_clip.py"
-    spec = importlib.util.spec_from_file_location("train_clip", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("train_clip")
     out = tmp_path / "clip.pt"
     module.main(["--out", str(out), "--steps", "2"])
     assert "wrote" in capsys.readouterr().out
@@ -116,3 +112,61 @@ def test_train_clip_script_round_trip(tmp_path, capsys):
     assert ck.config["steps"] == 2 and len(ck.extra["step_loss"]) == 2
     with pytest.raises(SystemExit):
         module.main(["--out", str(out), "--steps", "2"])
+
+
+def test_caption_hubs_counts_first_images_and_the_digits_they_answer():
+    from dlbook.clip import caption_hubs
+
+    # four captions (digits 0, 1, 2, 2) over three images: image 1 is first for three
+    # captions naming digits 1 and 2 (twice), image 0 for the caption of 0
+    sim = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.1], [0.0, 0.7, 0.6], [0.1, 0.5, 0.4]])
+    hubs = caption_hubs(sim, torch.tensor([0, 1, 2, 2]))
+    assert hubs == {"distinct_tops": 2, "max_occurrence": 3, "hub_digits": 2,
+                    "mixed_tops": 1}
+    with pytest.raises(ValueError, match="similarity must be"):
+        caption_hubs(sim, torch.tensor([0, 1]))
+    # images show digits 0, 2, 2: the caption of 1 is wrong at image 1, picked by
+    # captions of 2 too (a mixed top); the captions of 2 are right
+    hubs = caption_hubs(sim, torch.tensor([0, 1, 2, 2]), torch.tensor([0, 2, 2]))
+    assert hubs["wrong"] == 1 and hubs["wrong_at_mixed"] == 1
+    hubs = caption_hubs(sim, torch.tensor([0, 1, 2, 2]), torch.tensor([1, 1, 2]))
+    assert hubs["wrong"] == 3 and hubs["wrong_at_mixed"] == 2  # 0 at 0 is alone there
+    with pytest.raises(ValueError, match="image_labels"):
+        caption_hubs(sim, torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1]))
+
+
+def test_recorded_seeds_meet_the_chapters_margins():
+    """scripts/clip_seeds.py's record of seeds 1 and 2 meets every margin chapter 11
+    asserts on the shipped seed 0 (the chapter's hidden checks)."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "results" / "clip_seeds.json"
+    record = json.loads(path.read_text())
+    assert record["command"].startswith("python scripts/clip_seeds.py --out ")
+    # the record was made with today's recipe: a changed CLIPTrainConfig (or CLIPConfig)
+    # makes this fail rather than leave the JSON silently stale
+    recipe = dataclasses.asdict(CLIPTrainConfig())
+    recipe.pop("seed")
+    assert record["recipe"] == recipe
+    assert sorted(record["seeds"]) == ["1", "2"]
+    for m in record["seeds"].values():
+        assert m["zero_shot"] > 0.85 and m["zero_shot"] - sum(m["single"]) / 5 > 0.04
+        assert m["seen_templates"] > m["zero_shot"] - 0.02
+        assert m["i2t@5"] > 0.95 and m["i2t@1"] - m["t2i@1"] > 0.2
+        assert m["i2t@5"] > m["i2t@1"] + 0.15 and m["t2i@1"] < m["t2i@5"] < 0.7
+        assert 20 < m["distinct_tops"] < 42 and m["mixed_tops"] >= 5
+        assert m["max_occurrence"] >= 3 and m["hub_digits"] >= 3
+
+
+def test_one_recorded_seed_reproduces(tmp_path):
+    """A short rerun of scripts/clip_seeds.py writes the same fields."""
+    import json
+
+    from dlbook.cli import load_script
+
+    out = tmp_path / "seeds.json"
+    load_script("clip_seeds").main(["--out", str(out), "--seeds", "3", "--steps", "3"])
+    record = json.loads(out.read_text())
+    assert set(record["seeds"]["3"]) >= {"zero_shot", "t2i@5", "hub_digits", "mixed_tops"}

@@ -33,3 +33,27 @@ def test_transformer_blocks_show_cross_attention_once():
     texts = [t.get_text() for t in ax.texts]
     assert texts.count("cross-attention") == 1 and texts.count("layer norm") == 5
     plt.close(fig)
+
+
+def test_norm_placement_puts_two_norms_on_the_post_ln_stream():
+    from dlbook.diagrams import norm_placement
+
+    fig, ax = plt.subplots()
+    norm_placement(ax)
+    texts = [t.get_text() for t in ax.texts]
+    # post-LN: 2 norms on the stream; pre-LN: 2 on the branches and a final one
+    assert texts.count(r"$\mathrm{LN}$") == 4 and texts.count("+") == 4
+    assert sum("once, after the last block" in t for t in texts) == 1
+    plt.close(fig)
+
+
+def test_dense_block_connects_every_earlier_map():
+    from dlbook.diagrams import dense_block
+
+    fig, ax = plt.subplots()
+    dense_block(ax, n_layers=3)
+    # x_0..x_3 and, per layer, a concatenation and H_l: 4 + 2 * 3 boxes
+    assert len(ax.patches) == 4 + 2 * 3
+    with pytest.raises(ValueError, match="n_layers"):
+        dense_block(ax, n_layers=0)
+    plt.close(fig)

@@ -109,3 +109,20 @@ def test_bad_inputs_are_refused():
         train_dqn(None)
     with pytest.raises(ValueError, match="step must be an int >= 0"):
         linear_epsilon(-1, 1.0, 0.1, 10)
+
+
+def test_a_dqn_run_gives_the_same_bits_on_one_and_four_threads():
+    """Chapter 14's live DQN claim is measured at one thread and holds at others because
+    the run itself does not change: same weights, same episodes (on the book's CPU)."""
+    config = DQNConfig(total_steps=700, learning_starts=200, train_every=128,
+                       gradient_steps=16, target_every=128, seed=0)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for t in (1, 4):
+            torch.set_num_threads(t)
+            q_net, curve = train_dqn(config)
+            runs.append((torch.cat([p.flatten() for p in q_net.parameters()]), curve))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]

@@ -22,6 +22,7 @@ from dlbook.gpt import (
     gpt_parameter_formula,
     load_char_lm,
     meta_gpt,
+    training_from_record,
 )
 from dlbook.text import CharCorpus, evaluate_char_lm
 
@@ -146,7 +147,7 @@ def test_shipped_checkpoint_reaches_its_recorded_validation_loss(name):
     corpus = CharCorpus.pydoc()  # the shipped snapshot: the same text on every Python
     assert data_fingerprint(corpus.val) == record["val_sha256"]
     assert vocab.chars == corpus.vocab.chars and len(vocab) == 103
-    block_size = record["train_config"]["block_size"]
+    block_size = training_from_record(record).block_size
     val = evaluate_char_lm(model, corpus.val, block_size, record["eval_windows"])
     assert val == pytest.approx(record["val_loss_subset"], abs=2e-3), val
     if record["model"] == "gpt":
@@ -156,6 +157,7 @@ def test_shipped_checkpoint_reaches_its_recorded_validation_loss(name):
 def test_gpt_beats_the_lstm_at_equal_cpu_time():
     _, _, gpt = load_char_lm()
     _, _, lstm = load_char_lm(shipped_checkpoint(LSTM_CHECKPOINT))
-    assert lstm["cpu_seconds"] >= 0.98 * gpt["cpu_seconds"], (lstm["cpu_seconds"],
-                                                              gpt["cpu_seconds"])
+    # about the same CPU time on the machine that trained both (steps set to match it)
+    assert 0.9 < lstm["cpu_seconds"] / gpt["cpu_seconds"] < 1.1, (lstm["cpu_seconds"],
+                                                                  gpt["cpu_seconds"])
     assert gpt["val_loss"] < lstm["val_loss"] - 0.05, (gpt["val_loss"], lstm["val_loss"])

@@ -34,3 +34,10 @@ def test_errors():
         attention_maps(model, torch.zeros(1, 5, dtype=torch.long))
     with pytest.raises(TypeError, match="GPT"):
         attention_maps(torch.nn.Linear(2, 2), torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_rotary_models_are_refused_with_a_clear_error():
+    rope = GPT(GPTConfig(vocab_size=7, block_size=8, n_layers=1, n_heads=2, d_model=8,
+                         positions="rope"))
+    with pytest.raises(ValueError, match="positions='rope'"):
+        attention_maps(rope, torch.zeros(1, 4, dtype=torch.long))

@@ -45,3 +45,10 @@ def test_stores_less_and_errors():
         CheckpointedGPT(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="block_size"):
         CheckpointedGPT(gpt)(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_rotary_models_are_refused_with_a_clear_error():
+    rope = GPT(GPTConfig(vocab_size=7, block_size=8, n_layers=1, n_heads=2, d_model=8,
+                         positions="rope"))
+    with pytest.raises(ValueError, match="positions='rope'"):
+        CheckpointedGPT(rope)

@@ -63,3 +63,33 @@ def test_features_and_sweep_shapes_and_errors():
     assert result.train_mse[-1] < 1e-12  # 9 features > 5 examples: an exact fit
     with pytest.raises(ValueError, match="draws"):
         width_sweep((x, y, x, y), [2], draws=0, generator=torch.Generator())
+
+
+def test_sweep_with_a_ridge_grid_keeps_the_penalty_of_lowest_validation_error():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,), generator=gen)
+    x_val = torch.randn(20, 4, generator=gen, dtype=torch.float64)
+    y_val = torch.randint(0, 3, (20,), generator=gen)
+    grid = [1e-2, 1.0, 100.0]
+    tuned = width_sweep((x, y, x, y), [8, 50], draws=1, generator=torch.Generator().manual_seed(0),
+                        ridge=grid, val=(x_val, y_val))
+    singles = [width_sweep((x, y, x, y), [8, 50], draws=1,
+                           generator=torch.Generator().manual_seed(0), ridge=lam,
+                           val=(x_val, y_val)) for lam in grid]
+    for i in range(2):
+        best = min(range(len(grid)), key=lambda j: singles[j].val_mse[i])
+        assert tuned.ridge[i] == grid[best]
+        assert tuned.val_mse[i] == singles[best].val_mse[i]
+        assert tuned.test_mse[i] == singles[best].test_mse[i]
+    # the validation error is the squared error of one-hot targets, computed by hand
+    weight = torch.randn(8, 4, generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64) / 2
+    beta = fit_output_layer(random_relu_features(x, weight),
+                            torch.nn.functional.one_hot(y, 3).double(), 1.0)
+    out = random_relu_features(x_val, weight) @ beta
+    expected = ((out - torch.nn.functional.one_hot(y_val, 3)) ** 2).sum(1).mean().item()
+    assert np.isclose(singles[1].val_mse[0], expected)
+    with pytest.raises(ValueError, match="val set"):
+        width_sweep((x, y, x, y), [2], draws=1, generator=gen, ridge=grid)
+    assert np.isnan(width_sweep((x, y, x, y), [2], draws=1, generator=gen).val_mse[0])

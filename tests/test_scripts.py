@@ -96,7 +96,7 @@ def test_the_nested_config_describes_the_shipped_checkpoints_and_new_records(tmp
     assert config == replace(TrainGPTConfig(model=GPTConfig(**gpt_record["model_config"])),
                              lm=replace(SHIPPED_LM_TRAINING, training=replace(
                                  SHIPPED_LM_TRAINING.training, eval_every=100)))
-    assert config.block_size == gpt_record["train_config"]["block_size"] == 128
+    assert config.block_size == gpt_record["model_config"]["block_size"] == 128
     _, _, lstm_record = load_char_lm(shipped_checkpoint(LSTM_CHECKPOINT))
     lstm = training_from_record(lstm_record)
     assert isinstance(lstm.model, CharLSTMConfig) and lstm.block_size == 128

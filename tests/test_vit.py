@@ -227,15 +227,10 @@ def test_shipped_grid_reproduces_one_cell():
 
 
 def test_train_vit_script_round_trip(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
     from dlbook.checkpoint import load_checkpoint
+    from dlbook.cli import load_script
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_vit.py"
-    spec = importlib.util.spec_from_file_location("train_vit", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("train_vit")
     out = tmp_path / "vit.pt"
     module.main(["--out", str(out), "--steps", "3"])
     assert "wrote" in capsys.readouterr().out
