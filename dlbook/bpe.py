@@ -11,18 +11,28 @@ tokens but ``"e t"`` does not.
 ``BPETokenizer`` has the interface of ``dlbook.text.CharVocab``: ``encode``, ``decode``,
 ``len``; characters never seen in training raise a ``ValueError`` naming them. (GPT-2
 starts from the 256 bytes instead of characters, so no input is ever unknown.)
+
+The second part trains chapter 7's GPT on BPE tokens instead of characters:
+``BPECorpus`` re-encodes a ``CharCorpus``'s splits, ``per_char_loss`` and
+``evaluate_per_char`` put a per-token loss on the per-character scale, and
+``save_bpe_lm`` / ``load_bpe_lm`` keep the merges with the weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from operator import itemgetter
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
-from dlbook.text import checked_ids
+from dlbook.checkpoint import load_checkpoint, save_checkpoint, shipped_checkpoint
+from dlbook.gpt import GPT, GPTConfig, data_fingerprint
+from dlbook.text import CharCorpus, checked_ids, evaluate_char_lm
 from dlbook.utils import check_positive_int
 
 # A word (letters, digits not first, underscores) or a number or a run of punctuation,
@@ -167,3 +177,200 @@ class BPETokenizer:
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
         """Map a 1-D sequence of ids (tensor or list of ints) back to a string."""
         return "".join(self.tokens[i] for i in checked_ids(ids, len(self)))
+
+
+# ----- chapter 7's GPT on BPE tokens: the corpus, the per-character loss, checkpoints
+
+BPE_LM_KIND = "bpe_lm"
+GPT_BPE_CHECKPOINT = "gpt_bpe_pydoc.pt"  # shipped, listed in checkpoints/MANIFEST.json
+BPE_VOCAB_SIZE = 512  # chapter 7's BPE vocabulary
+
+
+@dataclass(frozen=True, eq=False)
+class BPECorpus:
+    """A ``CharCorpus``'s two splits re-encoded with BPE, learned on the training split.
+
+    It has the interface ``dlbook.text.train_char_lm`` uses (``vocab``, ``train``,
+    ``val``), so the character models' training loop trains on tokens unchanged. Each
+    split is decoded to text and encoded on its own, so the validation text is exactly
+    the character model's.
+    """
+
+    vocab: BPETokenizer  # learned on the training text only
+    train: torch.Tensor  # (N_train,) int64 token ids
+    val: torch.Tensor  # (N_val,) int64 token ids
+    train_chars: int  # characters of the training text
+    val_chars: int  # characters of the validation text
+
+    @classmethod
+    def from_char_corpus(
+        cls,
+        corpus: CharCorpus,
+        vocab_size: int = BPE_VOCAB_SIZE,
+        tokenizer: BPETokenizer | None = None,
+    ) -> BPECorpus:
+        """Encode ``corpus``'s splits with ``tokenizer``, or with a BPE of
+        ``vocab_size`` tokens trained on ``corpus``'s training text."""
+        if not isinstance(corpus, CharCorpus):
+            raise TypeError(f"corpus must be a CharCorpus, got {type(corpus).__name__}")
+        train_text = corpus.vocab.decode(corpus.train)
+        val_text = corpus.vocab.decode(corpus.val)
+        if tokenizer is None:
+            tokenizer = BPETokenizer.train(train_text, vocab_size)
+        elif not isinstance(tokenizer, BPETokenizer):
+            raise TypeError(
+                f"tokenizer must be a BPETokenizer or None, got "
+                f"{type(tokenizer).__name__}"
+            )
+        return cls(
+            tokenizer,
+            tokenizer.encode(train_text),
+            tokenizer.encode(val_text),
+            len(train_text),
+            len(val_text),
+        )
+
+    @property
+    def chars_per_token(self) -> float:
+        """Characters per token of the validation text (the compression c)."""
+        return self.val_chars / len(self.val)
+
+    def __repr__(self) -> str:
+        return (
+            f"BPECorpus(vocab={len(self.vocab)} tokens, train={len(self.train):,} "
+            f"tokens, val={len(self.val):,} tokens = {self.val_chars:,} chars)"
+        )
+
+
+def per_char_loss(loss_per_token: float, n_tokens: int, n_chars: int) -> float:
+    """A loss per token turned into a loss per character of the same text.
+
+    The text's total loss is ``loss_per_token * n_tokens``; spread over its ``n_chars``
+    characters it is ``loss_per_token / c`` with c = ``n_chars / n_tokens`` characters
+    per token. For a character tokenizer (c = 1) nothing changes.
+    """
+    check_positive_int(n_tokens, "n_tokens")
+    check_positive_int(n_chars, "n_chars")
+    return float(loss_per_token) * n_tokens / n_chars
+
+
+def evaluate_per_char(
+    model: torch.nn.Module, corpus: BPECorpus, block_size: int
+) -> float:
+    """Validation loss in nats per character: the mean next-token loss on windows of
+    ``block_size`` tokens covering the whole validation split, divided by the split's
+    characters per token."""
+    loss = evaluate_char_lm(model, corpus.val, block_size)
+    return per_char_loss(loss, len(corpus.val), corpus.val_chars)
+
+
+def _tokenizer_config(tokenizer: BPETokenizer) -> dict:
+    return {
+        "chars": "".join(tokenizer.chars),
+        "merges": [list(m) for m in tokenizer.merges],
+    }
+
+
+def save_bpe_lm(
+    path: str | Path,
+    model: GPT,
+    corpus: BPECorpus,
+    *,
+    block_size: int,
+    eval_windows: int,
+    train_config: Any = None,
+    summary: dict | None = None,
+    force: bool = False,
+) -> dict:
+    """Save a GPT trained on BPE tokens with its tokenizer (characters and merges), the
+    way ``dlbook.gpt.save_char_lm`` saves a character model: float16 weights, reloaded
+    to measure the validation loss per token and per character with exactly what is
+    saved. Returns the record."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a GPT, got {type(model).__name__}")
+    if model.config.vocab_size != len(corpus.vocab):
+        raise ValueError(
+            f"model.config.vocab_size is {model.config.vocab_size}, the tokenizer "
+            f"has {len(corpus.vocab)} tokens"
+        )
+    if dataclasses.is_dataclass(train_config):
+        train_config = dataclasses.asdict(train_config)
+    state = {k: v.detach().cpu().half() for k, v in model.state_dict().items()}
+    config = {
+        "model": "gpt",
+        "model_config": dataclasses.asdict(model.config),
+        **_tokenizer_config(corpus.vocab),
+    }
+    reloaded = GPT(model.config)
+    reloaded.load_state_dict({k: v.float() for k, v in state.items()})
+    val_loss = evaluate_char_lm(reloaded, corpus.val, block_size)
+    extra = {
+        "train_config": train_config,
+        **(summary or {}),
+        "val_loss": val_loss,  # nats per token, the whole split
+        "val_loss_subset": evaluate_char_lm(
+            reloaded, corpus.val, block_size, eval_windows
+        ),
+        "val_loss_per_char": per_char_loss(val_loss, len(corpus.val), corpus.val_chars),
+        "val_tokens": len(corpus.val),
+        "val_chars": corpus.val_chars,
+        "train_tokens": len(corpus.train),
+        "train_chars": corpus.train_chars,
+        "eval_windows": eval_windows,
+        "val_sha256": data_fingerprint(corpus.val),
+    }
+    save_checkpoint(
+        path,
+        kind=BPE_LM_KIND,
+        config=config,
+        state_dict=state,
+        extra=extra,
+        force=force,
+    )
+    return {**config, **extra}
+
+
+def load_bpe_lm(
+    path: str | Path | None = None, *, tokenizer: BPETokenizer | None = None
+) -> tuple[GPT, BPETokenizer, dict]:
+    """Load a checkpoint of :func:`save_bpe_lm`: the GPT (float32, eval mode), the
+    tokenizer rebuilt from the saved characters and merges, and the record.
+
+    Args:
+        path: the file; None loads the shipped ``gpt_bpe_pydoc.pt``, checked against
+            the manifest first.
+        tokenizer: if given, the saved characters and merges must equal its own (a
+            ``ValueError`` says where they differ): the model is only valid with the
+            tokenizer it was trained with.
+    """
+    path = shipped_checkpoint(GPT_BPE_CHECKPOINT) if path is None else Path(path)
+    saved = load_checkpoint(path, kind=BPE_LM_KIND)
+    rebuilt = BPETokenizer(saved.config["chars"], saved.config["merges"])
+    if tokenizer is not None:
+        if rebuilt.chars != tokenizer.chars:
+            raise ValueError(
+                f"{path} was trained with another character set: "
+                f"{len(rebuilt.chars)} characters, expected {len(tokenizer.chars)}"
+            )
+        if rebuilt.merges != tokenizer.merges:
+            first = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(rebuilt.merges, tokenizer.merges))
+                    if a != b
+                ),
+                min(len(rebuilt.merges), len(tokenizer.merges)),
+            )
+            raise ValueError(
+                f"{path} was trained with other merges: {len(rebuilt.merges)} saved, "
+                f"{len(tokenizer.merges)} expected, first difference at merge {first}"
+            )
+    model_config = GPTConfig(**saved.config["model_config"])
+    if model_config.vocab_size != len(rebuilt):
+        raise ValueError(
+            f"{path} has {len(rebuilt)} tokens but a model for "
+            f"vocab_size={model_config.vocab_size}"
+        )
+    model = GPT(model_config)
+    model.load_state_dict({k: v.float() for k, v in saved.state_dict.items()})
+    return model.eval(), rebuilt, {**saved.config, **saved.extra}

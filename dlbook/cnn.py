@@ -433,8 +433,8 @@ class ResNetConfig:
     plain twin.
 
     The paper's CIFAR-10 networks have three stages of 16, 32 and 64 channels; two
-    stages suit 8x8 digits, and the defaults are the network chapter 4 trains to 99%
-    test accuracy.
+    stages suit 8x8 digits, and the defaults are the network chapter 4 trains to about
+    99% test accuracy.
     """
 
     in_channels: int = 1  # grey-scale images

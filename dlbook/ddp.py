@@ -236,6 +236,44 @@ def effective_batch(config: RunConfig, world_size: int) -> int:
     return config.micro_batch * config.accum * world_size
 
 
+Interval = tuple[float, float]  # (start, end)
+
+
+def overlap_schedule(
+    backward: Sequence[float], allreduce: Sequence[float], overlap: bool
+) -> tuple[list[Interval], list[Interval]]:
+    """When each gradient bucket is computed and when it is all-reduced, in one step.
+
+    Buckets are listed in the order the backward pass produces them (last layers first);
+    ``backward[i]`` is the time to compute bucket ``i``'s gradients and ``allreduce[i]``
+    the time to all-reduce them. The all-reduces share one communication channel, so
+    they run one after another. Without overlap they start when the whole backward pass
+    is done; with overlap, as in ``DistributedDataParallel``, each starts as soon as its
+    bucket is ready and the channel is free.
+
+    Returns:
+        Two lists of ``(start, end)`` intervals, one per bucket: when its backward
+        computation runs, and when its all-reduce runs.
+    """
+    if len(backward) != len(allreduce) or not backward:
+        raise ValueError(
+            "backward and allreduce must give one time per bucket, got "
+            f"{len(backward)} and {len(allreduce)}"
+        )
+    if min(*backward, *allreduce) < 0:
+        raise ValueError("times must be non-negative")
+    compute, clock = [], 0.0
+    for seconds in backward:
+        compute.append((clock, clock + seconds))
+        clock += seconds
+    communication, channel_free = [], 0.0
+    for (_, ready), seconds in zip(compute, allreduce):
+        start = max(ready if overlap else clock, channel_free)
+        communication.append((start, start + seconds))
+        channel_free = start + seconds
+    return compute, communication
+
+
 def _optimizer(model: nn.Module, config: RunConfig, lr: float) -> torch.optim.Optimizer:
     """The book's optimizer (``dlbook.train.make_optimizer``): decay on matrices
     only."""

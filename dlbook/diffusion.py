@@ -8,8 +8,9 @@ Notation follows Ho et al. (2020): ``beta_t`` is the variance added at step t,
 ``alpha_t = 1 - beta_t`` and ``alpha_bar_t = prod_{s <= t} alpha_s``. The code indexes
 steps 0, ..., T-1 where the paper writes 1, ..., T. A denoiser is any module called as
 ``model(x_t, t, y)`` that returns its estimate of the noise in ``x_t``; ``y`` holds
-class labels, with the label ``n_classes`` meaning "no label" for classifier-free
-guidance.
+class labels (B,), with the label ``n_classes`` meaning "no label" for classifier-free
+guidance, or prompts of tokens (B, L) (``dlbook.cross_attention``), where a prompt of
+``n_classes`` tokens is the empty prompt.
 """
 
 from __future__ import annotations
@@ -194,15 +195,18 @@ def diffusion_loss(
     y: torch.Tensor | None = None,
     p_uncond: float = 0.0,
     generator: torch.Generator | None = None,
+    prediction: str = "eps",
 ) -> torch.Tensor:
     """The simplified objective (Ho et al., 2020, Eq. 14):
     ``E || eps - eps_theta(x_t, t) ||^2`` with t uniform and x_t from ``q_sample``.
 
     Args:
-        x0: clean data, shape (B, ...). y: labels (B,) or None.
+        x0: clean data, shape (B, ...). y: labels (B,), prompt tokens (B, L) or None.
         p_uncond: probability of replacing a label with the null label
             ``model.config.n_classes``, which trains the unconditional model used by
             classifier-free guidance.
+        prediction: the network's target, "eps" (the default), "x0" or "v"
+            (``prediction_target``); the squared error is unweighted in each case.
     """
     check_real(p_uncond, "p_uncond", 0.0, 1.0)
     if not isinstance(x0, torch.Tensor) or x0.dim() < 2:
@@ -210,11 +214,11 @@ def diffusion_loss(
             f"x0 must be a (B, ...) tensor, got {getattr(x0, 'shape', x0)!r}"
         )
     if y is not None and (
-        not isinstance(y, torch.Tensor) or tuple(y.shape) != x0.shape[:1]
+        not isinstance(y, torch.Tensor) or tuple(y.shape[:1]) != x0.shape[:1]
     ):
         raise ValueError(
-            f"y must be a ({x0.shape[0]},) tensor of labels like x0's "
-            f"batch, got "
+            f"y must be a ({x0.shape[0]},) tensor of labels (or ({x0.shape[0]}, L) of "
+            f"prompt tokens) like x0's batch, got "
             f"{tuple(getattr(y, 'shape', ())) or type(y).__name__}"
         )
     B, device = x0.shape[0], x0.device
@@ -225,8 +229,58 @@ def diffusion_loss(
     noise = _randn(x0.shape, generator, device)
     if y is not None and p_uncond > 0:
         drop = torch.rand(B, generator=generator, device=where).to(device) < p_uncond
+        drop = drop.view(B, *([1] * (y.dim() - 1)))  # a whole prompt at once
         y = torch.where(drop, torch.full_like(y, model.config.n_classes), y)
-    return F.mse_loss(model(q_sample(x0, t, noise, schedule.alpha_bar), t, y), noise)
+    x_t = q_sample(x0, t, noise, schedule.alpha_bar)
+    target = prediction_target(
+        x0, noise, _per_sample(schedule.alpha_bar, t, x0), prediction
+    )
+    return F.mse_loss(model(x_t, t, y), target)
+
+
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def prediction_target(
+    x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor, prediction: str
+) -> torch.Tensor:
+    """What the network regresses: the noise ``eps`` (Ho et al., 2020), the clean data
+    ``x0``, or ``v = sqrt(ab) eps - sqrt(1 - ab) x0`` (Salimans & Ho, 2022), with ab
+    the alpha_bar of each example's step, broadcastable to x0."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    if prediction == "eps":
+        return noise
+    if prediction == "x0":
+        return x0
+    return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+
+
+class NoiseFromPrediction(nn.Module):
+    """A network that predicts x0 or v, read as a noise predictor for the samplers:
+    ``eps = (x_t - sqrt(ab) x0_hat) / sqrt(1 - ab)`` or
+    ``eps = sqrt(ab) v_hat + sqrt(1 - ab) x_t``."""
+
+    def __init__(self, model: nn.Module, alpha_bar: torch.Tensor, prediction: str):
+        super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(
+                f"prediction must be one of {PREDICTIONS}, got {prediction!r}"
+            )
+        self.model, self.prediction = model, prediction
+        # on the model's device, where the samplers put t
+        self.register_buffer("alpha_bar", alpha_bar.detach().to(model_device(model)))
+        self.config = model.config
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
+        """eps_theta(x_t, t, y) (B, ...) from the wrapped network's prediction."""
+        out = self.model(x, t, y)
+        ab = _per_sample(self.alpha_bar, t, x)
+        if self.prediction == "eps":
+            return out
+        if self.prediction == "x0":
+            return (x - ab.sqrt() * out) / (1 - ab).sqrt()
+        return ab.sqrt() * out + (1 - ab).sqrt() * x
 
 
 def predict_noise(
@@ -261,10 +315,10 @@ def _check_sampling(model, shape, schedule, y, guidance) -> torch.device:
         raise TypeError(
             f"schedule must be a NoiseSchedule, got {type(schedule).__name__}"
         )
-    if y is not None and (y.dtype != torch.int64 or tuple(y.shape) != shape[:1]):
+    if y is not None and (y.dtype != torch.int64 or tuple(y.shape[:1]) != shape[:1]):
         raise ValueError(
-            f"y must be an int64 tensor of shape ({shape[0]},), got "
-            f"{y.dtype} {tuple(y.shape)}"
+            f"y must be an int64 tensor of shape ({shape[0]},) (labels) or "
+            f"({shape[0]}, L) (prompt tokens), got {y.dtype} {tuple(y.shape)}"
         )
     if y is not None and getattr(model.config, "n_classes", None) is None:
         raise ValueError("labels y were given, but the model is not class-conditional")
@@ -688,19 +742,20 @@ def train_denoiser(
     config: DenoiserTrainConfig = DenoiserTrainConfig(),
     y: torch.Tensor | None = None,
     ema: AveragedModel | None = None,
+    prediction: str = "eps",
 ) -> History:
     """Minimize ``diffusion_loss`` on data x0 (N, ...) with labels y (N,) or None, on
     the model's device, with ``dlbook.train.fit``. Returns the History (``step_loss``:
     every step). With ``ema`` (from :func:`make_ema`), it is updated once per step and
-    after the last."""
+    after the last. ``prediction`` is the network's target (see ``diffusion_loss``)."""
     if not isinstance(config, DenoiserTrainConfig):
         raise TypeError(
             f"config must be a DenoiserTrainConfig, got {type(config).__name__}"
         )
-    if y is not None and (y.shape != x0.shape[:1] or y.dtype != torch.int64):
+    if y is not None and (y.shape[:1] != x0.shape[:1] or y.dtype != torch.int64):
         raise ValueError(
-            f"y must be an int64 tensor of shape ({x0.shape[0]},), got "
-            f"{y.dtype} {tuple(y.shape)}"
+            f"y must be an int64 tensor of shape ({x0.shape[0]},) (labels) or "
+            f"({x0.shape[0]}, L) (prompt tokens), got {y.dtype} {tuple(y.shape)}"
         )
     device = next(model.parameters()).device
     x0, y, schedule = (
@@ -721,6 +776,7 @@ def train_denoiser(
             None if y is None else y[idx],
             config.p_uncond,
             generator=gen,
+            prediction=prediction,
         )
 
     batches = random_indices(x0.shape[0], config.training.batch_size, gen, device)

@@ -6,7 +6,7 @@ Xiong et al., 2020). ``Tagger`` stacks such blocks into a small encoder that lab
 every position of a string; chapter 6 measures, on it, the per-layer gradients at
 initialization and training with and without a learning-rate warm-up. The training
 recipe's other half, label smoothing (Szegedy et al., 2016), is
-``label_smoothed_cross_entropy``.
+``label_smoothed_cross_entropy``; dropout from scratch is ``inverted_dropout``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import nn
 from dlbook.attention import MultiHeadAttention, SinusoidalPositions
 from dlbook.train import History, Schedule, TrainConfig, fit
 from dlbook.transformer import FeedForward
-from dlbook.utils import check_positive_int, check_real
+from dlbook.utils import check_positive_int, check_real, make_generator
 
 
 class EncoderLayer(nn.Module):
@@ -31,16 +31,25 @@ class EncoderLayer(nn.Module):
     - pre-LN: ``x <- x + Attn(LN(x))``, then ``x <- x + FFN(LN(x))``.
 
     Equal to ``nn.TransformerEncoderLayer(..., activation="gelu", norm_first=...)``
-    without dropout, given the same weights.
+    without dropout, given the same weights. ``dropout`` zeroes entries of each
+    sub-layer's output before the sum (Vaswani et al., section 5.4).
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, norm_first: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        norm_first: bool = True,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads)
         self.ln_attn = nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, d_ff)
+        self.ff = FeedForward(d_model, d_ff, dropout)  # dropout on its output
         self.ln_ff = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None
@@ -48,10 +57,10 @@ class EncoderLayer(nn.Module):
         """x (B, T, d_model) -> (B, T, d_model); mask broadcastable to (B, nh, T, T)."""
         if self.norm_first:  # the stream x itself is never normalized
             h = self.ln_attn(x)
-            x = x + self.self_attn(h, h, h, mask)[0]
+            x = x + self.dropout(self.self_attn(h, h, h, mask)[0])
             return x + self.ff(self.ln_ff(x))
         # post-LN: every sum is normalized, so the stream passes through 2 L norms
-        x = self.ln_attn(x + self.self_attn(x, x, x, mask)[0])
+        x = self.ln_attn(x + self.dropout(self.self_attn(x, x, x, mask)[0]))
         return self.ln_ff(x + self.ff(x))
 
 
@@ -66,10 +75,12 @@ class TaggerConfig:
     n_layers: int = 6  # encoder blocks
     d_ff: int = 128  # hidden width of the MLP, 4 d_model
     norm_first: bool = True  # pre-LN (True) or post-LN (False)
+    dropout: float = 0.0  # residual dropout of every sub-layer (the paper: 0.1)
 
     def __post_init__(self):
         for name in ("n_symbols", "max_len", "d_model", "n_heads", "n_layers", "d_ff"):
             check_positive_int(getattr(self, name), name)
+        check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
 
 
 class Tagger(nn.Module):
@@ -87,7 +98,7 @@ class Tagger(nn.Module):
         self.embed = nn.Embedding(c.n_symbols, c.d_model)
         self.positions = SinusoidalPositions(c.max_len, c.d_model)
         self.layers = nn.ModuleList(
-            EncoderLayer(c.d_model, c.n_heads, c.d_ff, c.norm_first)
+            EncoderLayer(c.d_model, c.n_heads, c.d_ff, c.norm_first, c.dropout)
             for _ in range(c.n_layers)
         )
         self.ln_final = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
@@ -108,11 +119,32 @@ def reverse_batches(
     n_symbols: int, length: int, batch_size: int, seed: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless stream of (x, y): x (B, length) random symbols, y = x reversed, so
-    that position i must read position length - 1 - i."""
-    gen = torch.Generator().manual_seed(seed)
+    that position i must read position length - 1 - i. Seeded by ``seed`` plus the
+    book's seed offset (``dlbook.utils.make_generator``)."""
+    gen = make_generator(seed)
     for _ in itertools.count():
         x = torch.randint(n_symbols, (batch_size, length), generator=gen)
         yield x, x.flip(1)
+
+
+def inverted_dropout(
+    x: torch.Tensor,
+    p: float,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Zero each entry of x with probability p and scale the rest by 1 / (1 - p)
+    (Srivastava et al., 2014, in the "inverted" form PyTorch uses).
+
+    The scaling keeps every entry's expected value at x during training, so evaluation
+    (``training=False``) returns x unchanged, with no rescaling at test time. Equals
+    ``F.dropout(x, p, training)`` when both draw from the same random state.
+    """
+    check_real(p, "p", 0.0, 1.0, high_open=True)
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty_like(x).bernoulli_(1 - p, generator=generator)  # 1 = kept
+    return x * (keep / (1 - p))
 
 
 def label_smoothed_cross_entropy(

@@ -307,3 +307,46 @@ def restore_training_state(
         scaler.load_state_dict(state["scaler"])
     restore_rng_state(state["rng"][rank])
     return state["step"], dict(state["data_position"])
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseScale:
+    """The gradient noise scale and the two quantities it is the ratio of."""
+
+    grad_sq: float  # estimate of |G|^2, the squared norm of the true gradient
+    trace_sigma: float  # estimate of tr(Sigma), per-example gradient variance, summed
+    b_simple: float  # trace_sigma / grad_sq, in examples
+
+
+def gradient_noise_scale(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    batches: list[Any],
+    batch_size: int,
+) -> NoiseScale:
+    """Estimate the gradient noise scale ``B_simple = tr(Sigma) / |G|^2`` (McCandlish et
+    al., 2018, appendix A.1) from the gradients of k batches of ``batch_size`` examples.
+
+    With ``b = batch_size`` and ``B = k b``, the mean loss gradient of a batch of size b
+    has ``E|g_b|^2 = |G|^2 + tr(Sigma) / b``. The k small gradients give ``E|g_b|^2``
+    (their mean squared norm) and their mean is the gradient of all B examples, so
+    ``|G|^2 = (B |g_B|^2 - b |g_b|^2) / (B - b)`` and
+    ``tr(Sigma) = (|g_b|^2 - |g_B|^2) / (1/b - 1/B)``, both unbiased.
+    ``loss_fn(model, batch)`` must return the *mean* loss of the batch.
+    """
+    check_positive_int(batch_size, "batch_size")
+    if len(batches) < 2:
+        raise ValueError(f"batches must hold at least 2 batches, got {len(batches)}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = []
+    for batch in batches:
+        loss = loss_fn(model, batch)
+        grads.append(
+            torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+        )
+    small, large = batch_size, batch_size * len(batches)
+    small_sq = torch.stack([g.square().sum() for g in grads]).mean().item()
+    large_sq = torch.stack(grads).mean(0).square().sum().item()
+    grad_sq = (large * large_sq - small * small_sq) / (large - small)
+    trace_sigma = (small_sq - large_sq) / (1 / small - 1 / large)
+    return NoiseScale(grad_sq, trace_sigma, trace_sigma / grad_sq)

@@ -29,7 +29,7 @@ from dlbook.text import (
     sequence_matches,
 )
 from dlbook.train import History, TrainConfig, fit, train_step
-from dlbook.utils import check_ids, check_positive_int
+from dlbook.utils import check_ids, check_positive_int, make_generator
 
 
 @dataclass(frozen=True)
@@ -149,13 +149,14 @@ class Seq2SeqTrainConfig:
 
 
 def task_batches(config: Seq2SeqTrainConfig, one_length: bool) -> Iterator[Seq2SeqData]:
-    """An endless stream of new batches, seeded by ``config.training.seed``.
+    """An endless stream of new batches, seeded by ``config.training.seed`` (plus the
+    book's seed offset, ``dlbook.utils.make_generator``).
 
     With ``one_length`` every batch holds inputs of one length, drawn uniformly from
     ``min_len..max_len`` ("bucketing": no padding, so the LSTM wastes no steps);
     otherwise every batch mixes all lengths and is padded.
     """
-    gen = torch.Generator().manual_seed(config.training.seed)
+    gen = make_generator(config.training.seed)
     for _ in itertools.count():
         low, high = config.min_len, config.max_len
         if one_length:

@@ -26,7 +26,9 @@ from dlbook.attention import (
     KVCache,
     MultiHeadAttention,
     SinusoidalPositions,
+    _check_mha_inputs,
     padding_mask,
+    rotary_embedding,
 )
 from dlbook.seq2seq import Seq2SeqTrainConfig, task_batches, teacher_forcing_loss
 from dlbook.text import BOS, EOS, PAD
@@ -52,10 +54,37 @@ class FeedForward(nn.Module):
         return self.dropout(self.proj(nn.functional.gelu(self.fc(x))))
 
 
+class RotaryAttention(MultiHeadAttention):
+    """Multi-head attention whose queries and keys are turned by ``rotary_embedding``
+    at their positions before the scores (RoPE, Su et al., 2024), so that every score
+    depends on positions only through ``m - n``. Queries sit at positions
+    ``0 .. T_q - 1`` and keys at ``0 .. T_k - 1``: meant for self-attention."""
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Arguments and result as in ``MultiHeadAttention.forward``; no cache."""
+        _check_mha_inputs(query, key, value, self.d_model, mask, cache, is_causal)
+        if cache is not None:
+            raise ValueError("RotaryAttention takes no cache (positions start at 0)")
+        q = rotary_embedding(self.split_heads(self.q_proj(query)))  # (B, nh, T_q, hs)
+        k = rotary_embedding(self.split_heads(self.k_proj(key)))  # (B, nh, T_k, hs)
+        v = self.split_heads(self.v_proj(value))
+        return self._attend(q, k, v, mask, need_weights, is_causal)
+
+
 class TransformerBlock(nn.Module):
     """A pre-LN block: ``x + SelfAttn(LN(x))``, optionally
     ``+ CrossAttn(LN(x), memory)``, then ``+ FFN(LN(x))``. ``dropout`` acts on each
-    branch's output before the sum, ``attn_dropout`` on the attention weights.
+    branch's output before the sum, ``attn_dropout`` on the attention weights. With
+    ``rotary`` the self-attention is ``RotaryAttention``.
     """
 
     def __init__(
@@ -66,10 +95,12 @@ class TransformerBlock(nn.Module):
         dropout: float = 0.0,
         cross_attention: bool = False,
         attn_dropout: float = 0.0,
+        rotary: bool = False,
     ):
         super().__init__()
         self.ln_self = nn.LayerNorm(d_model)
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attn_dropout)
+        self_attention = RotaryAttention if rotary else MultiHeadAttention
+        self.self_attn = self_attention(d_model, n_heads, attn_dropout)
         self.ln_cross = nn.LayerNorm(d_model) if cross_attention else None
         self.cross_attn = (
             MultiHeadAttention(d_model, n_heads, attn_dropout)
@@ -135,6 +166,18 @@ class TransformerConfig:
     # hidden width of the position-wise MLP (4 d_model, the paper's ratio)
     d_ff: int = 256
     dropout: float = 0.0  # residual dropout (the paper: 0.1)
+    # "sinusoidal": fixed encodings added to the embeddings (the paper); "rotary": none
+    # added, queries and keys of every self-attention rotated instead (RoPE)
+    positions: str = "sinusoidal"
+
+    def __post_init__(self):
+        if self.positions not in POSITIONS:
+            raise ValueError(
+                f"positions must be one of {POSITIONS}, got {self.positions!r}"
+            )
+
+
+POSITIONS = ("sinusoidal", "rotary")
 
 
 class Transformer(nn.Module):
@@ -148,14 +191,25 @@ class Transformer(nn.Module):
         self.config = c = config
         self.src_embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)
         self.tgt_embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)
-        self.positions = SinusoidalPositions(c.max_len, c.d_model)
+        rotary = c.positions == "rotary"
+        # rotary positions enter inside the self-attentions, so none are added here
+        self.positions = (
+            nn.Identity() if rotary else SinusoidalPositions(c.max_len, c.d_model)
+        )
         self.encoder = nn.ModuleList(
-            TransformerBlock(c.d_model, c.n_heads, c.d_ff, c.dropout)
+            TransformerBlock(c.d_model, c.n_heads, c.d_ff, c.dropout, rotary=rotary)
             for _ in range(c.n_layers)
         )
+        # cross-attention compares positions of two different sequences, so it stays
+        # without positions, as in T5's relative positions (Raffel et al., 2020)
         self.decoder = nn.ModuleList(
             TransformerBlock(
-                c.d_model, c.n_heads, c.d_ff, c.dropout, cross_attention=True
+                c.d_model,
+                c.n_heads,
+                c.d_ff,
+                c.dropout,
+                cross_attention=True,
+                rotary=rotary,
             )
             for _ in range(c.n_layers)
         )

@@ -10,6 +10,12 @@ float16, the configurations, the vocabulary, the history (the loss of every step
 validation loss measured with exactly the weights saved. An existing file is refused unless
 ``--force``. ``--help`` lists the options; their defaults are the recipe of the shipped
 ``gpt_char_pydoc.pt`` and ``lstm_char_pydoc.pt``.
+
+``--tokenizer bpe`` trains the same GPT with the same recipe on BPE tokens instead of
+characters (``gpt_bpe_pydoc.pt``): a ``--vocab_size``-token BPE (chapter 7's 512) is
+learned on the training split only, both splits are encoded with it, ``--block_size``
+counts tokens, and ``dlbook.bpe.save_bpe_lm`` saves the merges with the weights and
+records the validation loss per token and per character.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from dlbook.bpe import BPE_VOCAB_SIZE, BPECorpus, save_bpe_lm
 from dlbook.gpt import (
     SHIPPED_LM_TRAINING,
     GPTConfig,
@@ -36,6 +43,8 @@ from dlbook.train import Schedule
 TRAINING = SHIPPED_LM_TRAINING.training
 OPTIONS = {  # name: (type, default, help)
     "model": (str, "gpt", "gpt, or lstm for chapter 5's CharLSTM as a baseline"),
+    "tokenizer": (str, "char", "char, or bpe (GPT only) for BPE tokens"),
+    "vocab_size": (int, BPE_VOCAB_SIZE, "BPE: tokens, learned on the training split"),
     "steps": (int, TRAINING.steps, "optimizer steps; the cosine decay ends at the last one"),
     "max_minutes": (float, None, "also stop after this much training time (wall clock)"),
     "n_layers": (int, 4, "GPT: Transformer blocks"),
@@ -43,7 +52,7 @@ OPTIONS = {  # name: (type, default, help)
     "d_model": (int, 128, "GPT: width of the token vectors"),
     "dropout": (float, 0.1, "GPT: residual and embedding dropout"),
     "hidden_size": (int, 256, "LSTM: size of h and c"),
-    "block_size": (int, 128, "context length in characters (the GPT's block_size)"),
+    "block_size": (int, 128, "context length in tokens (the GPT's block_size)"),
     "batch_size": (int, TRAINING.batch_size, "windows per step"),
     "lr": (float, TRAINING.lr, "peak AdamW learning rate"),
     "min_lr": (float, TRAINING.lr * TRAINING.schedule.min_ratio, "rate at the last step"),
@@ -68,6 +77,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.model not in ("gpt", "lstm"):
         parser.error(f"--model must be gpt or lstm, got {args.model!r}")
+    if args.tokenizer not in ("char", "bpe"):
+        parser.error(f"--tokenizer must be char or bpe, got {args.tokenizer!r}")
+    if args.tokenizer == "bpe" and args.model != "gpt":
+        parser.error("--tokenizer bpe trains a GPT only, got --model lstm")
     return args
 
 
@@ -96,6 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{args.out} exists; pass --force to replace it")
     torch.set_num_threads(args.threads)
     corpus = CharCorpus.pydoc()
+    if args.tokenizer == "bpe":  # learned on the training split only
+        corpus = BPECorpus.from_char_corpus(corpus, args.vocab_size)
+        print(f"{corpus.vocab}: {corpus}", flush=True)
     config = make_config(args, len(corpus.vocab))
     print(f"{config}", flush=True)
     cpu_start = time.process_time()
@@ -103,13 +119,19 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"steps": len(history.step_loss), "seconds": history.elapsed[-1],
                "wall_seconds": history.seconds, "cpu_seconds": time.process_time() - cpu_start,
                "history": dataclasses.asdict(history)}
-    record = save_char_lm(args.out, model, corpus, block_size=config.block_size,
-                          eval_windows=config.lm.eval_windows, train_config=config,
-                          summary=summary, force=args.force)
+    save = save_char_lm
+    if args.tokenizer == "bpe":
+        save = save_bpe_lm
+        summary.update(tokenizer="bpe", vocab_size=args.vocab_size)
+    record = save(args.out, model, corpus, block_size=config.block_size,
+                  eval_windows=config.lm.eval_windows, train_config=config,
+                  summary=summary, force=args.force)
+    per_char = (f", {record['val_loss_per_char']:.4f} per character"
+                if "val_loss_per_char" in record else "")
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): "
           f"{count_parameters(model):,} parameters, {summary['steps']} steps in "
           f"{summary['wall_seconds'] / 60:.1f} min, val loss {record['val_loss']:.4f} "
-          f"(subset {record['val_loss_subset']:.4f})", flush=True)
+          f"(subset {record['val_loss_subset']:.4f}){per_char}", flush=True)
     return record
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from dlbook import checkpoint
 from dlbook.bert import CHECKPOINT_FILE
+from dlbook.bpe import GPT_BPE_CHECKPOINT, BPETokenizer, load_bpe_lm
 from dlbook.checkpoint import (
     load_checkpoint,
     read_manifest,
@@ -22,11 +23,12 @@ from dlbook.digits import DIGITS_CHECKPOINT, load_trained_digits
 from dlbook.gpt import GPT_CHECKPOINT, LSTM_CHECKPOINT, load_char_lm
 from dlbook.ppo import CARTPOLE_CHECKPOINT
 from dlbook.scoreboard import GENERATIVE_CHECKPOINT
-from dlbook.text import CharVocab
+from dlbook.text import CharCorpus, CharVocab
 
 # every shipped file, each trained by the command its manifest entry records (chapters 5-14)
 SHIPPED = [GPT_CHECKPOINT, LSTM_CHECKPOINT, DIGITS_CHECKPOINT, CHECKPOINT_FILE, "clip_digits.pt",
-           "vit_digits.pt", "vit_vs_cnn.pt", GENERATIVE_CHECKPOINT, CARTPOLE_CHECKPOINT]
+           "vit_digits.pt", "vit_vs_cnn.pt", GENERATIVE_CHECKPOINT, CARTPOLE_CHECKPOINT,
+           GPT_BPE_CHECKPOINT]
 CONFIG = {"d_in": 3, "d_out": 2, "sizes": [4, 5]}
 
 
@@ -236,9 +238,24 @@ def test_a_changed_byte_in_a_shipped_file_is_refused(shipped_copy, name):
     with pytest.raises(ValueError, match=str(path)):
         verify_manifest(shipped_copy)
     loader = {DIGITS_CHECKPOINT: load_trained_digits, GPT_CHECKPOINT: load_char_lm,
-              LSTM_CHECKPOINT: load_char_lm}.get(name, load_checkpoint)
+              LSTM_CHECKPOINT: load_char_lm, GPT_BPE_CHECKPOINT: load_bpe_lm}.get(
+                  name, load_checkpoint)
     with pytest.raises(ValueError, match=str(path)):
         loader(path)
+
+
+def test_shipped_bpe_gpt_carries_the_tokenizer_it_was_trained_with():
+    corpus = CharCorpus.pydoc()
+    # the recipe: chapter 7's 512-token BPE, learned on the training split only
+    bpe = BPETokenizer.train(corpus.vocab.decode(corpus.train), vocab_size=512)
+    model, tokenizer, record = load_bpe_lm(tokenizer=bpe)  # merges checked one by one
+    assert tokenizer.merges == bpe.merges and model.config.vocab_size == 512
+    assert record["tokenizer"] == "bpe" and record["steps"] == 3000
+    assert record["val_chars"] == len(corpus.val)
+    with pytest.raises(ValueError, match="other merges"):
+        load_bpe_lm(tokenizer=BPETokenizer(bpe.chars, bpe.merges[:-1]))
+    with pytest.raises(ValueError, match="'char_lm' checkpoint, expected 'bpe_lm'"):
+        load_bpe_lm(checkpoint._SHIPPED_DIR / GPT_CHECKPOINT)
 
 
 def test_loaders_refuse_the_wrong_kind(shipped_copy):

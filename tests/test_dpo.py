@@ -1,6 +1,7 @@
 """dlbook.dpo: the DPO loss against the formula of Rafailov et al. (2023) computed
-independently (float64, with math), its gradient against the one the paper derives in section 4, sequence
-log-probabilities against cross_entropy, and a tiny run in which DPO raises the margin."""
+independently (float64, with math), its gradient against the one the paper derives in
+section 4, sequence log-probabilities against cross_entropy, and a tiny run in which DPO
+raises the margin."""
 
 import math
 
