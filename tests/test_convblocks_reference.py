@@ -18,7 +18,13 @@ import pytest
 import torch
 from torch import nn
 
-from dlbook.convblocks import ConvNeXtBlock, DenseBlock, DenseLayer, transition
+from dlbook.convblocks import (
+    ConvNeXtBlock,
+    DenseBlock,
+    DenseLayer,
+    LayerNorm2d,
+    transition,
+)
 
 densenet = pytest.importorskip("monai.networks.nets.densenet")
 modeling_convnext = pytest.importorskip("transformers.models.convnext.modeling_convnext")
@@ -133,3 +139,33 @@ def test_convnext_block_matches_hugging_face_in_float32():
     x = torch.randn(4, 16, 8, 8)
     with torch.no_grad():
         assert (ours(x) - ref(x)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-5])
+def test_layer_norm_2d_matches_hugging_face_channels_first(eps):
+    """LayerNorm2d against transformers' channels-first ConvNeXt norm, which computes the
+    mean and variance over the channel axis by hand: outputs and all gradients."""
+    gen = torch.Generator().manual_seed(6)
+    ours = LayerNorm2d(10, eps=eps).double()
+    ref = modeling_convnext.ConvNextLayerNorm(
+        10, eps=eps, data_format="channels_first"
+    ).double()
+    with torch.no_grad():  # gains and shifts away from 1 and 0
+        ref.weight.copy_(torch.randn(10, dtype=torch.float64, generator=gen) * 0.3 + 1)
+        ref.bias.copy_(torch.randn(10, dtype=torch.float64, generator=gen) * 0.3)
+    copy_state(ref, ours)
+    x = torch.randn(3, 10, 5, 4, dtype=torch.float64, generator=gen) * 2 + 0.5
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours, y_ref = ours(x_ours), ref(x_ref)
+    torch.testing.assert_close(y_ours, y_ref, rtol=1e-10, atol=1e-10)
+    # each pixel's channels are normalized: zero mean and unit variance before the affine
+    z = (y_ours - ours.bias.view(1, -1, 1, 1)) / ours.weight.view(1, -1, 1, 1)
+    assert z.mean(1).abs().max() < 1e-10 and (z.var(1, unbiased=False) - 1).abs().max() < 1e-4
+    upstream = torch.randn(y_ours.shape, dtype=torch.float64, generator=gen)
+    (y_ours * upstream).sum().backward()
+    (y_ref * upstream).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-10, atol=1e-10)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(
+            getattr(ours, name).grad, getattr(ref, name).grad, rtol=1e-10, atol=1e-10
+        )
