@@ -65,3 +65,21 @@ def test_gpt2_errors():
         from_gpt2_state_dict({k: v for k, v in sd.items() if "wpe" not in k}, n_heads=4)
     with pytest.raises(ValueError, match="divisible"):
         from_gpt2_state_dict(sd, n_heads=5)
+
+
+def test_gpt2_124m_layout_loads_with_the_chapters_call():
+    """The chapter's ``from_gpt2_state_dict(GPT2LMHeadModel.from_pretrained("gpt2")
+    .state_dict(), n_heads=12)`` on a model of exactly that architecture (GPT2Config's
+    defaults are the 124M model) with random weights instead of the download: every
+    tensor is taken, the sizes follow from the shapes, and the logits agree."""
+    config = transformers.GPT2Config()  # 12 layers, 12 heads, width 768, 1,024 positions
+    torch.manual_seed(0)
+    reference = transformers.GPT2LMHeadModel(config).eval()
+    assert sum(p.numel() for p in reference.parameters()) == 124_439_808
+    ours = from_gpt2_state_dict(reference.state_dict(), n_heads=12)
+    assert (ours.config.n_layers, ours.config.d_model, ours.config.block_size) == (12, 768, 1024)
+    assert ours.config.vocab_size == 50257 and ours.config.tie_weights
+    assert sum(p.numel() for p in ours.parameters()) == 124_439_808
+    idx = torch.randint(0, 50257, (1, 24), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx), reference(idx).logits, atol=1e-4, rtol=1e-4)
