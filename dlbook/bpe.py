@@ -30,8 +30,8 @@ from typing import Any, Sequence
 
 import torch
 
-from dlbook.checkpoint import load_checkpoint, save_checkpoint, shipped_checkpoint
-from dlbook.gpt import GPT, GPTConfig, data_fingerprint
+from dlbook.checkpoint import load_checkpoint, shipped_checkpoint
+from dlbook.gpt import GPT, GPTConfig, _save_lm
 from dlbook.text import CharCorpus, checked_ids, evaluate_char_lm
 from dlbook.utils import check_positive_int
 
@@ -293,41 +293,36 @@ def save_bpe_lm(
             f"model.config.vocab_size is {model.config.vocab_size}, the tokenizer "
             f"has {len(corpus.vocab)} tokens"
         )
-    if dataclasses.is_dataclass(train_config):
-        train_config = dataclasses.asdict(train_config)
-    state = {k: v.detach().cpu().half() for k, v in model.state_dict().items()}
     config = {
         "model": "gpt",
         "model_config": dataclasses.asdict(model.config),
         **_tokenizer_config(corpus.vocab),
     }
-    reloaded = GPT(model.config)
-    reloaded.load_state_dict({k: v.float() for k, v in state.items()})
-    val_loss = evaluate_char_lm(reloaded, corpus.val, block_size)
-    extra = {
-        "train_config": train_config,
-        **(summary or {}),
-        "val_loss": val_loss,  # nats per token, the whole split
-        "val_loss_subset": evaluate_char_lm(
-            reloaded, corpus.val, block_size, eval_windows
-        ),
-        "val_loss_per_char": per_char_loss(val_loss, len(corpus.val), corpus.val_chars),
-        "val_tokens": len(corpus.val),
-        "val_chars": corpus.val_chars,
-        "train_tokens": len(corpus.train),
-        "train_chars": corpus.train_chars,
-        "eval_windows": eval_windows,
-        "val_sha256": data_fingerprint(corpus.val),
-    }
-    save_checkpoint(
+
+    def measures(val_loss: float) -> dict:
+        return {
+            "val_loss_per_char": per_char_loss(
+                val_loss, len(corpus.val), corpus.val_chars
+            ),
+            "val_tokens": len(corpus.val),
+            "val_chars": corpus.val_chars,
+            "train_tokens": len(corpus.train),
+            "train_chars": corpus.train_chars,
+        }
+
+    return _save_lm(
         path,
-        kind=BPE_LM_KIND,
-        config=config,
-        state_dict=state,
-        extra=extra,
+        BPE_LM_KIND,
+        model,
+        config,
+        corpus.val,
+        block_size=block_size,
+        eval_windows=eval_windows,
+        train_config=train_config,
+        summary=summary,
         force=force,
+        measures=measures,
     )
-    return {**config, **extra}
 
 
 def load_bpe_lm(

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlbook.sft import adam_steps
 from dlbook.text import CharVocab
 from dlbook.utils import check_positive_int, check_real, make_generator
 
@@ -144,25 +145,28 @@ def tune_on_preferences(
     with torch.no_grad():
         ref_chosen = response_log_probs(reference, chosen, prompt_len)
         ref_rejected = response_log_probs(reference, rejected, prompt_len)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
-    generator = make_generator(config.seed)
-    losses = []
-    for _ in range(config.steps):
-        batch = torch.randint(0, len(chosen), (config.batch_size,), generator=generator)
+
+    def batch_loss(m: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         if config.loss == "sft":
-            loss = sft_loss(policy, chosen[batch], prompt_len)
-        else:
-            loss, _ = dpo_loss(
-                response_log_probs(policy, chosen[batch], prompt_len),
-                response_log_probs(policy, rejected[batch], prompt_len),
-                ref_chosen[batch],
-                ref_rejected[batch],
-                config.beta,
-            )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+            return sft_loss(m, chosen[batch], prompt_len)
+        loss, _ = dpo_loss(
+            response_log_probs(m, chosen[batch], prompt_len),
+            response_log_probs(m, rejected[batch], prompt_len),
+            ref_chosen[batch],
+            ref_rejected[batch],
+            config.beta,
+        )
+        return loss
+
+    losses = adam_steps(
+        policy,
+        len(chosen),
+        batch_loss,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+    )
     return policy, losses
 
 

@@ -20,9 +20,14 @@ from functools import partial
 import torch
 from torch import nn
 
-from dlbook.conditioning import base_noise, one_hot_labels
-from dlbook.train import History, TrainConfig, epochs_of, fit
-from dlbook.utils import check_positive_int, check_real, make_generator, model_device
+from dlbook.conditioning import (
+    base_noise,
+    fit_tensors,
+    labelled_batch,
+    one_hot_labels,
+)
+from dlbook.train import History, TrainConfig
+from dlbook.utils import check_positive_int, check_real, model_device
 
 
 @dataclass(frozen=True)
@@ -197,9 +202,8 @@ def image_log_prob(
 
 def flow_loss(model: RealNVP, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Mean negative log-likelihood of a batch (x,) or (x, y) of real vectors."""
-    device = model_device(model)
-    y = batch[1].to(device) if model.config.n_classes and len(batch) > 1 else None
-    return -model.log_prob(batch[0].to(device), y).mean()
+    x, y = labelled_batch(model, batch)
+    return -model.log_prob(x, y).mean()
 
 
 def image_flow_loss(
@@ -207,9 +211,8 @@ def image_flow_loss(
 ) -> torch.Tensor:
     """Mean negative log-likelihood of integer pixels (B, D) (and labels), dequantised
     afresh at every call, so the flow never sees the same continuous point twice."""
-    device = model_device(model)
-    y = batch[1].to(device) if model.config.n_classes and len(batch) > 1 else None
-    return -image_log_prob(model, dequantize(batch[0].to(device), n_levels), y).mean()
+    x, y = labelled_batch(model, batch)
+    return -image_log_prob(model, dequantize(x, n_levels), y).mean()
 
 
 def train_flow(
@@ -222,16 +225,10 @@ def train_flow(
     """Maximum likelihood on x (N, D) with ``dlbook.train.fit``; batches follow
     config.seed. With ``n_levels``, x holds integer pixels, dequantised and
     logit-transformed per batch."""
-    if not isinstance(config, TrainConfig) or config.steps is None:
-        raise ValueError(f"config must be a TrainConfig with steps set, got {config!r}")
-    data = torch.utils.data.TensorDataset(*(t for t in (x, y) if t is not None))
-    batches = epochs_of(data, config.batch_size, None, make_generator(config.seed))
     loss = (
         flow_loss if n_levels is None else partial(image_flow_loss, n_levels=n_levels)
     )
-    history = fit(model, batches, loss, config, desc="flow")
-    model.eval()
-    return history
+    return fit_tensors(model, x, y, loss, config, desc="flow")
 
 
 def bits_per_dim(log_prob: torch.Tensor, dim: int) -> float:

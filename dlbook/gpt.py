@@ -16,7 +16,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -366,6 +366,48 @@ def _char_lm_from_config(config: dict) -> GPT | CharLSTM:
     return model_class(config_class(**config["model_config"]))
 
 
+def _save_lm(
+    path: str | Path,
+    kind: str,
+    model: GPT | CharLSTM,
+    config: dict,
+    val: torch.Tensor,
+    *,
+    block_size: int,
+    eval_windows: int,
+    train_config: Any,
+    summary: dict | None,
+    force: bool,
+    measures: Callable[[float], dict] | None = None,
+) -> dict:
+    """What :func:`save_char_lm` and ``dlbook.bpe.save_bpe_lm`` share: save float16
+    weights as a ``kind`` checkpoint, rebuild the model from ``config``, load exactly
+    what is saved and record the loss it gives on the validation ids ``val`` (the whole
+    split and ``eval_windows`` windows). ``measures(val_loss)`` adds entries to the
+    record after the two losses. Returns the record (``config`` and the extras)."""
+    if dataclasses.is_dataclass(train_config):
+        train_config = dataclasses.asdict(train_config)
+    # 2 bytes each
+    state = {k: v.detach().cpu().half() for k, v in model.state_dict().items()}
+    reloaded = _char_lm_from_config(config)
+    # exactly what is saved
+    reloaded.load_state_dict({k: v.float() for k, v in state.items()})
+    val_loss = evaluate_char_lm(reloaded, val, block_size)
+    extra = {
+        "train_config": train_config,
+        **(summary or {}),
+        "val_loss": val_loss,  # per token, the whole split
+        "val_loss_subset": evaluate_char_lm(reloaded, val, block_size, eval_windows),
+        **(measures(val_loss) if measures is not None else {}),
+        "eval_windows": eval_windows,
+        "val_sha256": data_fingerprint(val),
+    }
+    save_checkpoint(
+        path, kind=kind, config=config, state_dict=state, extra=extra, force=force
+    )
+    return {**config, **extra}
+
+
 def save_char_lm(
     path: str | Path,
     model: GPT | CharLSTM,
@@ -389,38 +431,23 @@ def save_char_lm(
         raise TypeError(
             f"model must be a GPT or a CharLSTM, got {type(model).__name__}"
         )
-    if dataclasses.is_dataclass(train_config):
-        train_config = dataclasses.asdict(train_config)
-    # 2 bytes each
-    state = {k: v.detach().cpu().half() for k, v in model.state_dict().items()}
     config = {
         "model": names[type(model)],
         "model_config": dataclasses.asdict(model.config),
         "chars": "".join(corpus.vocab.chars),
     }
-    reloaded = _char_lm_from_config(config)
-    # exactly what is saved
-    reloaded.load_state_dict({k: v.float() for k, v in state.items()})
-    extra = {
-        "train_config": train_config,
-        **(summary or {}),
-        # all of it
-        "val_loss": evaluate_char_lm(reloaded, corpus.val, block_size),
-        "val_loss_subset": evaluate_char_lm(
-            reloaded, corpus.val, block_size, eval_windows
-        ),
-        "eval_windows": eval_windows,
-        "val_sha256": data_fingerprint(corpus.val),
-    }
-    save_checkpoint(
+    return _save_lm(
         path,
-        kind=CHAR_LM_KIND,
-        config=config,
-        state_dict=state,
-        extra=extra,
+        CHAR_LM_KIND,
+        model,
+        config,
+        corpus.val,
+        block_size=block_size,
+        eval_windows=eval_windows,
+        train_config=train_config,
+        summary=summary,
         force=force,
     )
-    return {**config, **extra}
 
 
 def load_char_lm(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +124,34 @@ def masked_lm_loss(
     return F.cross_entropy(logits[mask], ids[:, 1:][mask])
 
 
+def adam_steps(
+    model: nn.Module,
+    n_examples: int,
+    batch_loss: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> list[float]:
+    """Train ``model`` in place with Adam for ``steps`` steps and return the loss of
+    each step; ``batch_loss(model, batch)`` is the loss of the examples whose indices
+    (``batch_size`` of them, drawn from ``n_examples`` with replacement by
+    ``make_generator(seed)``) are ``batch``. The loop of ``supervised_finetune`` and
+    ``dlbook.dpo.tune_on_preferences``."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = make_generator(seed)
+    losses = []
+    for _ in range(steps):
+        batch = torch.randint(0, n_examples, (batch_size,), generator=generator)
+        loss = batch_loss(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 @dataclass(frozen=True)
 class SFTConfig:
     """How a model is fine-tuned on demonstrations."""
@@ -147,16 +176,15 @@ def supervised_finetune(
     """A fine-tuned copy of ``model`` (all its weights trained, dropout off as when it
     is evaluated), and the loss of each step; ``model`` itself is left as it was."""
     tuned = copy.deepcopy(model).eval()
-    optimizer = torch.optim.Adam(tuned.parameters(), lr=config.lr)
-    generator = make_generator(config.seed)
-    losses = []
-    for _ in range(config.steps):
-        batch = torch.randint(0, len(ids), (config.batch_size,), generator=generator)
-        loss = masked_lm_loss(tuned, ids[batch], mask[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_steps(
+        tuned,
+        len(ids),
+        lambda m, batch: masked_lm_loss(m, ids[batch], mask[batch]),
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+    )
     return tuned, losses
 
 

@@ -20,9 +20,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dlbook.conditioning import base_noise, one_hot_labels
-from dlbook.train import History, TrainConfig, epochs_of, fit
-from dlbook.utils import check_positive_int, check_real, make_generator, model_device
+from dlbook.conditioning import (
+    base_noise,
+    fit_tensors,
+    labelled_batch,
+    one_hot_labels,
+)
+from dlbook.train import History, TrainConfig
+from dlbook.utils import check_positive_int, check_real, model_device
 
 N_LEVELS = 17  # scikit-learn's digits store pixels as integers 0..16
 
@@ -177,10 +182,8 @@ def elbo(
 def vae_loss(model: VAE, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The negative beta-ELBO averaged over a batch (x,) or (x, y): what training
     minimizes."""
-    device = model_device(model)
-    x = batch[0].to(device).flatten(1)
-    y = batch[1].to(device) if model.config.n_classes and len(batch) > 1 else None
-    terms = elbo(model, x, y)
+    x, y = labelled_batch(model, batch)
+    terms = elbo(model, x.flatten(1), y)
     return -(terms["reconstruction"] - model.config.beta * terms["kl"]).mean()
 
 
@@ -190,13 +193,7 @@ def train_vae(
     """Minimize ``vae_loss`` on pixels x (N, ...) in [0, 1] (and labels y for a
     conditional VAE) with ``dlbook.train.fit``; the batch order and the noise follow
     ``config.seed``."""
-    if not isinstance(config, TrainConfig) or config.steps is None:
-        raise ValueError(f"config must be a TrainConfig with steps set, got {config!r}")
-    data = torch.utils.data.TensorDataset(*(t for t in (x, y) if t is not None))
-    batches = epochs_of(data, config.batch_size, None, make_generator(config.seed))
-    history = fit(model, batches, vae_loss, config, desc="VAE")
-    model.eval()
-    return history
+    return fit_tensors(model, x, y, vae_loss, config, desc="VAE")
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """dlbook.sft: the masked loss against F.cross_entropy over the response positions only,
 zero gradient on the prompt and padding, agreement with dpo.sft_loss, the pairs found in
-a small documentation-like text, greedy replies against GPT.generate, and a tiny run."""
+a small documentation-like text, greedy replies against GPT.generate, a tiny run, and
+the shared Adam loop."""
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from dlbook.gpt import GPT, GPTConfig
 from dlbook.sft import (
     InstructionPair,
     SFTConfig,
+    adam_steps,
     encode_pairs,
     first_sentence,
     follows_format,
@@ -21,6 +23,7 @@ from dlbook.sft import (
     supervised_finetune,
 )
 from dlbook.text import CharVocab
+from dlbook.utils import make_generator
 
 DOC = """Dictionaries
 ************
@@ -168,3 +171,27 @@ def test_supervised_finetune_lowers_the_response_loss_and_copies_the_model():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     with pytest.raises(ValueError, match="lr"):
         SFTConfig(lr=0.0)
+
+
+def test_adam_steps_is_the_plain_adam_loop_on_seeded_batches():
+    x, target = torch.randn(10, 3), torch.randn(10, 1)
+
+    def batch_loss(model, batch):
+        return F.mse_loss(model(x[batch]), target[batch])
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    losses = adam_steps(model, 10, batch_loss, steps=5, batch_size=4, lr=0.1, seed=3)
+    torch.manual_seed(0)
+    reference = nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.1)
+    generator, expected = make_generator(3), []
+    for _ in range(5):
+        batch = torch.randint(0, 10, (4,), generator=generator)
+        loss = batch_loss(reference, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        expected.append(loss.item())
+    assert losses == expected
+    torch.testing.assert_close(model.weight, reference.weight, rtol=0, atol=0)
