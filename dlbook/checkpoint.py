@@ -37,6 +37,7 @@ MAGIC = b"DLBOOK-CHECKPOINT\n"
 # version 1 (scale.py's first format) had no kind and no config in the header
 VERSION = 2
 _SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+_RECORDS_DIR = Path(__file__).resolve().parent / "records"
 _MANIFEST = "MANIFEST.json"
 _UMASK = os.umask(0o022)  # read the process's umask (the only way is to set it) ...
 os.umask(_UMASK)  # ... and put it back at once
@@ -345,6 +346,25 @@ def shipped_checkpoint(name: str, directory: str | Path | None = None) -> Path:
     if name not in manifest:
         raise ValueError(f"name must be one of {sorted(manifest)}, got {name!r}")
     return verify_file(directory / name, manifest[name])
+
+
+def shipped_record(name: str) -> dict:
+    """A measurement record shipped with the package (``dlbook/records/NAME.json``):
+    the runs a script in ``scripts/`` made (on seeds too slow to train in a chapter)
+    and the command that made them, so chapters read them on Colab too.
+
+    Args:
+        name: the record's name without ``.json``, e.g. ``"tokenizer_seeds"``.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    names = sorted(p.stem for p in _RECORDS_DIR.glob("*.json"))
+    if name not in names:
+        raise ValueError(f"name must be one of {names}, got {name!r}")
+    record = json.loads((_RECORDS_DIR / f"{name}.json").read_text())
+    if not isinstance(record, dict) or "command" not in record or "runs" not in record:
+        raise ValueError(f"record {name!r} needs a 'command' and its 'runs'")
+    return record
 
 
 def verify_manifest(directory: str | Path | None = None) -> dict[str, Path]:
