@@ -22,7 +22,13 @@ import torch
 from torch import nn
 
 from dlbook.attention import MultiHeadAttention
-from dlbook.diffusion import _check_denoiser_steps, timestep_embedding
+from dlbook.diffusion import (
+    _check_denoiser_steps,
+    _config_or_default,
+    embed_points_and_steps,
+    residual_blocks,
+    timestep_embedding,
+)
 from dlbook.utils import check_positive_int, check_real
 
 # the grid's words: token ids 0-2 name the column, 3-5 the row
@@ -96,23 +102,13 @@ class PromptDenoiser(nn.Module):
 
     def __init__(self, config: PromptDenoiserConfig | None = None):
         super().__init__()
-        config = PromptDenoiserConfig() if config is None else config
-        if not isinstance(config, PromptDenoiserConfig):
-            raise TypeError(
-                f"config must be a PromptDenoiserConfig or None, "
-                f"got {type(config).__name__}"
-            )
-        self.config = config
+        self.config = config = _config_or_default(config, PromptDenoiserConfig)
         h = config.hidden
-        self.embed_x = nn.Linear(config.data_dim, h)
-        self.embed_t = nn.Sequential(
-            nn.Linear(config.time_dim, h), nn.SiLU(), nn.Linear(h, h)
-        )
+        # MLPDenoiser's layers, with the token embeddings and the cross-attentions
+        # created in between (the order fixes what a seed initializes)
+        self.embed_x, self.embed_t = embed_points_and_steps(config)
         self.embed_tokens = nn.Embedding(config.vocab_size + 1, h)  # + the null token
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, h))
-            for _ in range(config.n_blocks)
-        )
+        self.blocks = residual_blocks(config)
         self.cross = nn.ModuleList(
             CrossAttention(h, config.n_heads) for _ in range(config.n_blocks)
         )

@@ -188,27 +188,12 @@ def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=where).to(device)
 
 
-def diffusion_loss(
-    model: nn.Module,
-    x0: torch.Tensor,
-    schedule: NoiseSchedule,
-    y: torch.Tensor | None = None,
-    p_uncond: float = 0.0,
-    generator: torch.Generator | None = None,
-    prediction: str = "eps",
-) -> torch.Tensor:
-    """The simplified objective (Ho et al., 2020, Eq. 14):
-    ``E || eps - eps_theta(x_t, t) ||^2`` with t uniform and x_t from ``q_sample``.
-
-    Args:
-        x0: clean data, shape (B, ...). y: labels (B,), prompt tokens (B, L) or None.
-        p_uncond: probability of replacing a label with the null label
-            ``model.config.n_classes``, which trains the unconditional model used by
-            classifier-free guidance.
-        prediction: the network's target, "eps" (the default), "x0" or "v"
-            (``prediction_target``); the squared error is unweighted in each case.
-    """
+def _check_loss_inputs(x0, y, p_uncond: float, weighting: str) -> None:
+    """diffusion_loss's arguments: a batch x0 (B, ...), labels or prompts y with B rows
+    or None, a probability p_uncond and a known weighting."""
     check_real(p_uncond, "p_uncond", 0.0, 1.0)
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if not isinstance(x0, torch.Tensor) or x0.dim() < 2:
         raise ValueError(
             f"x0 must be a (B, ...) tensor, got {getattr(x0, 'shape', x0)!r}"
@@ -221,6 +206,33 @@ def diffusion_loss(
             f"prompt tokens) like x0's batch, got "
             f"{tuple(getattr(y, 'shape', ())) or type(y).__name__}"
         )
+
+
+def diffusion_loss(
+    model: nn.Module,
+    x0: torch.Tensor,
+    schedule: NoiseSchedule,
+    y: torch.Tensor | None = None,
+    p_uncond: float = 0.0,
+    generator: torch.Generator | None = None,
+    prediction: str = "eps",
+    weighting: str = "uniform",
+    gamma: float = 5.0,
+) -> torch.Tensor:
+    """The simplified objective (Ho et al., 2020, Eq. 14):
+    ``E || eps - eps_theta(x_t, t) ||^2`` with t uniform and x_t from ``q_sample``.
+
+    Args:
+        x0: clean data, shape (B, ...). y: labels (B,), prompt tokens (B, L) or None.
+        p_uncond: probability of replacing a label with the null label
+            ``model.config.n_classes``, which trains the unconditional model used by
+            classifier-free guidance.
+        prediction: the network's target, "eps" (the default), "x0" or "v"
+            (``prediction_target``).
+        weighting: "uniform" (every step's squared error counts alike, L_simple) or
+            "min_snr", each example's error times ``min_snr_weight`` with ``gamma``.
+    """
+    _check_loss_inputs(x0, y, p_uncond, weighting)
     B, device = x0.shape[0], x0.device
     where = generator.device if generator is not None else device
     t = torch.randint(0, schedule.n_steps, (B,), generator=generator, device=where).to(
@@ -232,13 +244,43 @@ def diffusion_loss(
         drop = drop.view(B, *([1] * (y.dim() - 1)))  # a whole prompt at once
         y = torch.where(drop, torch.full_like(y, model.config.n_classes), y)
     x_t = q_sample(x0, t, noise, schedule.alpha_bar)
-    target = prediction_target(
-        x0, noise, _per_sample(schedule.alpha_bar, t, x0), prediction
-    )
-    return F.mse_loss(model(x_t, t, y), target)
+    ab = _per_sample(schedule.alpha_bar, t, x0)  # (B, 1, ..., 1)
+    target = prediction_target(x0, noise, ab, prediction)
+    if weighting == "uniform":
+        return F.mse_loss(model(x_t, t, y), target)
+    weight = min_snr_weight(ab, prediction, gamma)
+    return (weight * (model(x_t, t, y) - target) ** 2).mean()
 
 
 PREDICTIONS = ("eps", "x0", "v")
+WEIGHTINGS = ("uniform", "min_snr")
+
+
+def _check_gamma(gamma: object, name: str) -> None:
+    """Min-SNR's cap: a positive number, where infinity means no cap."""
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
+        raise ValueError(
+            f"{name} must be a positive number (inf: no cap), got {gamma!r}"
+        )
+
+
+def min_snr_weight(ab: torch.Tensor, prediction: str, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma (Hang et al., 2023): weight each step's error in x0 by
+    ``min(SNR, gamma)`` with ``SNR = ab / (1 - ab)``, where the plain x0, eps and v
+    losses weight it by 1, SNR and SNR + 1 (``prediction_target``). So the squared
+    error of the network's own target is multiplied by ``min(SNR, gamma)`` for x0,
+    ``min(SNR, gamma) / SNR`` for eps and ``min(SNR, gamma) / (SNR + 1)`` for v, as in
+    the authors' code (``min_snr_`` and ``vmin_snr_`` in their
+    ``gaussian_diffusion.py``). ab: the alpha_bar of each example's step, any shape.
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    _check_gamma(gamma, "gamma")
+    snr = ab / (1 - ab)
+    capped = snr.clamp(max=gamma)
+    if prediction == "x0":
+        return capped
+    return capped / snr if prediction == "eps" else capped / (snr + 1)
 
 
 def prediction_target(
@@ -482,29 +524,49 @@ class MLPDenoiserConfig:
             raise ValueError(f"time_dim must be even, got {self.time_dim}")
 
 
+def _config_or_default(config, config_class: type):
+    """``config``, or ``config_class()`` for None; anything else is a TypeError."""
+    if config is None:
+        return config_class()
+    if not isinstance(config, config_class):
+        raise TypeError(
+            f"config must be {config_class.__name__} or None, "
+            f"got {type(config).__name__}"
+        )
+    return config
+
+
+def embed_points_and_steps(config) -> tuple[nn.Linear, nn.Sequential]:
+    """The input layers of the 2-D denoisers (``MLPDenoiser`` and
+    ``dlbook.cross_attention.PromptDenoiser``): ``embed_x`` maps points (B, data_dim)
+    to (B, hidden); ``embed_t`` maps the steps' sinusoidal features (B, time_dim)
+    through a small MLP to (B, hidden)."""
+    h = config.hidden
+    embed_x = nn.Linear(config.data_dim, h)
+    embed_t = nn.Sequential(nn.Linear(config.time_dim, h), nn.SiLU(), nn.Linear(h, h))
+    return embed_x, embed_t
+
+
+def residual_blocks(config) -> nn.ModuleList:
+    """The 2-D denoisers' ``n_blocks`` residual branches, each (SiLU, Linear, SiLU,
+    Linear) at width ``hidden``; the caller adds each branch's output to its input."""
+    h = config.hidden
+    return nn.ModuleList(
+        nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, h))
+        for _ in range(config.n_blocks)
+    )
+
+
 class MLPDenoiser(nn.Module):
     """eps_theta(x, t) for points: the step embedding is added to the input of every
     block."""
 
     def __init__(self, config: MLPDenoiserConfig | None = None):
         super().__init__()
-        config = MLPDenoiserConfig() if config is None else config
-        if not isinstance(config, MLPDenoiserConfig):
-            raise TypeError(
-                f"config must be an MLPDenoiserConfig or None, "
-                f"got {type(config).__name__}"
-            )
-        self.config = config
-        h = config.hidden
-        self.embed_x = nn.Linear(config.data_dim, h)
-        self.embed_t = nn.Sequential(
-            nn.Linear(config.time_dim, h), nn.SiLU(), nn.Linear(h, h)
-        )
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, h))
-            for _ in range(config.n_blocks)
-        )
-        self.out = nn.Sequential(nn.SiLU(), nn.Linear(h, config.data_dim))
+        self.config = config = _config_or_default(config, MLPDenoiserConfig)
+        self.embed_x, self.embed_t = embed_points_and_steps(config)
+        self.blocks = residual_blocks(config)
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(config.hidden, config.data_dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
         """Points (B, data_dim) and steps (B,) -> predicted noise (B, data_dim)."""
@@ -692,6 +754,10 @@ class DenoiserTrainConfig:
     # the loop: steps, examples per step (drawn with replacement), AdamW, schedule, seed
     # label dropout for classifier-free guidance (ignored without labels)
     p_uncond: float = 0.1
+    # "uniform" (L_simple, Ho et al.) or "min_snr" (Hang et al., 2023), see
+    # diffusion_loss; snr_gamma is min_snr's cap (their default 5)
+    weighting: str = "uniform"
+    snr_gamma: float = 5.0
 
     def __post_init__(self):
         if not isinstance(self.training, TrainConfig):
@@ -704,6 +770,11 @@ class DenoiserTrainConfig:
             )
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ValueError(f"p_uncond must be in [0, 1], got {self.p_uncond!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(
+                f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}"
+            )
+        _check_gamma(self.snr_gamma, "snr_gamma")
 
 
 def random_indices(
@@ -777,6 +848,8 @@ def train_denoiser(
             config.p_uncond,
             generator=gen,
             prediction=prediction,
+            weighting=config.weighting,
+            gamma=config.snr_gamma,
         )
 
     batches = random_indices(x0.shape[0], config.training.batch_size, gen, device)

@@ -5,19 +5,14 @@ Run from the repository root, for THREADS in 1 2 4 and OFFSET in 0 1 2:
     OMP_NUM_THREADS=1 .venv/bin/python scripts/check_cross_attention.py THREADS OFFSET
 """
 
-import os
 import sys
 import time
-from dataclasses import replace
 
 import torch
+from moons_setup import moons_config, moons_schedule, threads_and_offset
 
-threads, offset = int(sys.argv[1]), sys.argv[2]
-os.environ["DLBOOK_SEED_OFFSET"] = offset
-torch.set_num_threads(threads)
-
-from dlbook import set_seed  # noqa: E402
-from dlbook.cross_attention import (  # noqa: E402
+from dlbook import set_seed
+from dlbook.cross_attention import (
     PromptDenoiser,
     PromptDenoiserConfig,
     grid_centres,
@@ -25,35 +20,16 @@ from dlbook.cross_attention import (  # noqa: E402
     grid_prompts,
     nearest_cell,
 )
-from dlbook.diffusion import (  # noqa: E402
-    DenoiserTrainConfig,
-    DiffusionConfig,
-    NoiseSchedule,
-    ddim_sample,
-    q_sample,
-    train_denoiser,
-)
-from dlbook.train import Schedule, TrainConfig  # noqa: E402
+from dlbook.diffusion import ddim_sample, q_sample, train_denoiser
 
-schedule_2d = NoiseSchedule.from_config(DiffusionConfig(n_steps=200))
-config_2d = DenoiserTrainConfig(  # the chapter's moons recipe
-    training=TrainConfig(
-        steps=700,
-        batch_size=1024,
-        lr=1e-2,
-        optimizer="adamw",
-        schedule=Schedule(min_ratio=0.0),
-        progress=False,
-    )
-)
+threads, offset = threads_and_offset(sys.argv[1:])
+schedule_2d = moons_schedule()
 held_out = (2, 2)
 cells = [(c, r) for r in range(3) for c in range(3) if (c, r) != held_out]
 grid_x, grid_y = grid_mixture(cells, 250, torch.Generator().manual_seed(0))
 set_seed(0)
 prompted = PromptDenoiser(PromptDenoiserConfig(hidden=64, n_blocks=3, n_heads=2))
-config_prompt = DenoiserTrainConfig(
-    training=replace(config_2d.training, steps=500, batch_size=256), p_uncond=0.1
-)
+config_prompt = moons_config(steps=500, batch_size=256)  # p_uncond 0.1, the default
 tic = time.process_time()
 train_denoiser(prompted, grid_x, schedule_2d, config_prompt, y=grid_y)
 train_cpu = time.process_time() - tic

@@ -6,47 +6,27 @@ Run from the repository root, for THREADS in 1 2 4 and OFFSET in 0 1 2:
     OMP_NUM_THREADS=1 .venv/bin/python scripts/check_prediction_targets.py THREADS OFFSET
 """
 
-import os
 import sys
 
 import torch
+from moons_setup import moons, moons_config, moons_schedule, threads_and_offset
 
-torch.set_num_threads(int(sys.argv[1]))
-os.environ["DLBOOK_SEED_OFFSET"] = sys.argv[2]
-
-from sklearn.datasets import make_moons  # noqa: E402
-
-from dlbook import set_seed  # noqa: E402
-from dlbook.diffusion import (  # noqa: E402
-    DenoiserTrainConfig,
-    DiffusionConfig,
+from dlbook import set_seed
+from dlbook.diffusion import (
     MLPDenoiser,
     MLPDenoiserConfig,
     NoiseFromPrediction,
-    NoiseSchedule,
     ddim_sample,
     ddpm_sample,
     q_sample,
     sliced_wasserstein,
     train_denoiser,
 )
-from dlbook.train import Schedule, TrainConfig  # noqa: E402
 
-points, _ = make_moons(4000, noise=0.05, random_state=0)
-points = torch.tensor(points, dtype=torch.float32)
-points = (points - points.mean(0)) / points.std(0)
-moons_train, moons_test = points[:2000], points[2000:]
-schedule = NoiseSchedule.from_config(DiffusionConfig(n_steps=200))
-config = DenoiserTrainConfig(
-    training=TrainConfig(
-        steps=700,
-        batch_size=1024,
-        lr=1e-2,
-        optimizer="adamw",
-        schedule=Schedule(min_ratio=0.0),
-        progress=False,
-    )
-)
+threads_and_offset(sys.argv[1:])
+moons_train, moons_test = moons()
+schedule = moons_schedule()
+config = moons_config()
 
 
 def sw(pts):
