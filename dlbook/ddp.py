@@ -352,7 +352,9 @@ def _save(path: str, state: dict, fingerprint: str, rank: int, world_size: int) 
         rng = [None] * world_size
         dist.all_gather_object(rng, scale.capture_rng_state())
     if rank == 0:
-        scale.save_checkpoint(path, {**state, "rng": rng}, fingerprint=fingerprint)
+        scale.save_checkpoint(
+            path, {**state, "rng": rng}, fingerprint=fingerprint, world_size=world_size
+        )
     if world_size > 1:
         dist.barrier()  # nobody continues, or exits, before the file is complete
 
@@ -405,6 +407,9 @@ def train(
     One step sees ``micro_batch * accum * world_size`` examples whatever the split, and
     the learning rate follows the linear scaling rule (Goyal et al., 2017).
 
+    With ``config.resume`` the run continues from ``config.checkpoint``, and only on the
+    number of processes that wrote it: another ``world_size`` raises ``ValueError``.
+
     Args:
         task: builds the model and data set and computes a loss (e.g. :class:`ToyTask`).
         device: this process's device (the CPU by default).
@@ -422,7 +427,9 @@ def train(
     model, optimizer, scheduler, dtype, scaler, fingerprint = built
     start_step, position = 0, {"epoch": 0, "batch": 0}
     if config.resume:
-        state = scale.load_checkpoint(config.checkpoint, fingerprint=fingerprint)
+        state = scale.load_checkpoint(
+            config.checkpoint, fingerprint=fingerprint, world_size=world_size
+        )
         start_step, position = scale.restore_training_state(
             state, model, optimizer, scheduler=scheduler, scaler=scaler, rank=rank
         )

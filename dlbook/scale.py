@@ -73,6 +73,52 @@ def memory_per_parameter(
     return parts
 
 
+def zero_bytes_per_parameter(
+    stage: int,
+    world_size: int,
+    weight_bytes: float = 2,
+    grad_bytes: float = 2,
+    optimizer_bytes: float = 12,
+) -> dict:
+    """Bytes of training state each of ``world_size`` data-parallel processes keeps per
+    parameter under ZeRO ``stage`` (0: plain data parallelism).
+
+    Stage 1 shards the optimizer state, stage 2 also the gradients, stage 3 (FSDP) also
+    the weights: Rajbhandari et al. (2020), figure 1, whose defaults are mixed-precision
+    Adam (16-bit weights and gradients; K = 12 bytes of float32 master weights and
+    moments).
+    """
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"stage must be 0, 1, 2 or 3, got {stage!r}")
+    check_positive_int(world_size, "world_size")
+    sharded = (
+        ("optimizer state", optimizer_bytes, 1),
+        ("gradients", grad_bytes, 2),
+        ("weights", weight_bytes, 3),
+    )
+    return {
+        part: size / world_size if stage >= first else size
+        for part, size, first in sharded
+    }
+
+
+def compute_optimal(compute: float, tokens_per_parameter: float = 20.0) -> tuple:
+    """Chinchilla's rule of thumb: the model size and data that spend ``compute`` FLOPs
+    best, ``(N, D)``.
+
+    With C = 6 N D and D = r N, N = sqrt(C / (6 r)); Hoffmann et al. (2022) find that N
+    and D grow alike, at about r = 20 tokens per parameter (their table 3).
+    """
+    for name, value in (
+        ("compute", compute),
+        ("tokens_per_parameter", tokens_per_parameter),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    n_params = (compute / (6.0 * tokens_per_parameter)) ** 0.5
+    return n_params, tokens_per_parameter * n_params
+
+
 def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 256) -> float:
     """Linear scaling rule: multiply the learning rate by k when the batch grows k-fold.
 
@@ -215,34 +261,60 @@ def fingerprint(model: nn.Module, config: Any = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def save_checkpoint(path: str | Path, state: dict, *, fingerprint: str) -> None:
+def _run_header(fingerprint: str, world_size: int | None) -> dict:
+    header = {"fingerprint": fingerprint}
+    if world_size is not None:
+        check_positive_int(world_size, "world_size")
+        header["world_size"] = world_size
+    return header
+
+
+def save_checkpoint(
+    path: str | Path, state: dict, *, fingerprint: str, world_size: int | None = None
+) -> None:
     """Write a :func:`training_state` in the book's checkpoint format, replacing the
     last one.
 
     :func:`dlbook.checkpoint.save_checkpoint` writes atomically (a temporary file,
     fsync, ``os.replace``), so a crash while saving leaves the previous checkpoint
-    intact.
+    intact. ``world_size``, if given, is stored in the file's header, so that
+    :func:`load_checkpoint` can name it when a resume has another number of processes.
     """
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
     checkpoint.save_checkpoint(
         path,
         kind="training_state",
-        config={"fingerprint": fingerprint},
+        config=_run_header(fingerprint, world_size),
         state_dict=state,
         force=True,
     )
 
 
-def load_checkpoint(path: str | Path, *, fingerprint: str) -> dict:
+def load_checkpoint(
+    path: str | Path, *, fingerprint: str, world_size: int | None = None
+) -> dict:
     """Read a state saved by :func:`save_checkpoint`, verified, for the run
-    ``fingerprint``.
+    ``fingerprint`` on ``world_size`` processes.
 
     Raises ``ValueError`` naming the file and the problem when it is corrupted or
-    truncated, or was saved for another model or config.
+    truncated, was written by another number of processes, or was saved for another
+    model or config.
     """
+    header, _ = checkpoint.read_verified(path)  # checks the file; unpickles nothing
+    config = header["config"] if isinstance(header["config"], dict) else {}
+    saved_world = config.get("world_size")  # absent in files written without it
+    if world_size is not None and saved_world is not None and saved_world != world_size:
+        raise ValueError(
+            f"{path} was written by {saved_world} process(es), this run has "
+            f"{world_size}: a run resumes only on the number of processes that "
+            f"saved it (each one's data shard, random generators and the "
+            f"effective batch depend on it)"
+        )
+    # the fingerprint, which also covers the world size, is what must match
+    expected = _run_header(fingerprint, saved_world)
     saved = checkpoint.load_checkpoint(
-        path, kind="training_state", expected_config={"fingerprint": fingerprint}
+        path, kind="training_state", expected_config=expected
     )
     return saved.state_dict
 
