@@ -654,7 +654,24 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--resume", action="store_true", help="continue from --checkpoint"
     )
+    parser.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="continue from --checkpoint if that file exists, else start (for restarts)",
+    )
     return parser.parse_args(argv)
+
+
+def resume_wanted(checkpoint: str | None, resume: bool, if_exists: bool) -> bool:
+    """Whether a run launched with these options continues from ``checkpoint``:
+    ``resume`` always (a missing file is then an error when it is read), ``if_exists``
+    only when the file is there, so that a restarted job picks up where it stopped and
+    a first launch starts from scratch."""
+    if resume and if_exists:
+        raise ValueError("give --resume or --resume-if-exists, not both")
+    if if_exists and not checkpoint:
+        raise ValueError("--resume-if-exists needs --checkpoint, got none")
+    return resume or (if_exists and Path(checkpoint).exists())
 
 
 def main(argv: Sequence[str] | None = None) -> RunResult | None:
@@ -662,6 +679,9 @@ def main(argv: Sequence[str] | None = None) -> RunResult | None:
     args = _parse(argv)
     task = ToyTask() if args.task == "toy" else CharGPTTask()
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    options["resume"] = resume_wanted(
+        args.checkpoint, args.resume, args.resume_if_exists
+    )
     config = RunConfig(**options)
     if "LOCAL_RANK" in os.environ:
         result = _torchrun(task, config, args.device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -219,8 +219,10 @@ def diffusion_loss(
     weighting: str = "uniform",
     gamma: float = 5.0,
 ) -> torch.Tensor:
-    """The simplified objective (Ho et al., 2020, Eq. 14):
-    ``E || eps - eps_theta(x_t, t) ||^2`` with t uniform and x_t from ``q_sample``.
+    """The denoising loss: by default the simplified objective (Ho et al., 2020,
+    Eq. 14), ``E || eps - eps_theta(x_t, t) ||^2`` with t uniform and x_t from
+    ``q_sample``; ``prediction`` changes the target and ``weighting`` the weight of
+    each step.
 
     Args:
         x0: clean data, shape (B, ...). y: labels (B,), prompt tokens (B, L) or None.
@@ -524,7 +526,7 @@ class MLPDenoiserConfig:
             raise ValueError(f"time_dim must be even, got {self.time_dim}")
 
 
-def _config_or_default(config, config_class: type):
+def _config_or_default(config: Any, config_class: type) -> Any:
     """``config``, or ``config_class()`` for None; anything else is a TypeError."""
     if config is None:
         return config_class()
@@ -536,20 +538,22 @@ def _config_or_default(config, config_class: type):
     return config
 
 
-def embed_points_and_steps(config) -> tuple[nn.Linear, nn.Sequential]:
+def embed_points_and_steps(config: Any) -> tuple[nn.Linear, nn.Sequential]:
     """The input layers of the 2-D denoisers (``MLPDenoiser`` and
     ``dlbook.cross_attention.PromptDenoiser``): ``embed_x`` maps points (B, data_dim)
     to (B, hidden); ``embed_t`` maps the steps' sinusoidal features (B, time_dim)
-    through a small MLP to (B, hidden)."""
+    through a small MLP to (B, hidden). ``config`` is either denoiser's config (any
+    object with ``data_dim``, ``hidden`` and ``time_dim``)."""
     h = config.hidden
     embed_x = nn.Linear(config.data_dim, h)
     embed_t = nn.Sequential(nn.Linear(config.time_dim, h), nn.SiLU(), nn.Linear(h, h))
     return embed_x, embed_t
 
 
-def residual_blocks(config) -> nn.ModuleList:
+def residual_blocks(config: Any) -> nn.ModuleList:
     """The 2-D denoisers' ``n_blocks`` residual branches, each (SiLU, Linear, SiLU,
-    Linear) at width ``hidden``; the caller adds each branch's output to its input."""
+    Linear) at width ``hidden``; the caller adds each branch's output to its input.
+    ``config`` is either denoiser's config (``hidden`` and ``n_blocks`` are read)."""
     h = config.hidden
     return nn.ModuleList(
         nn.Sequential(nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, h))

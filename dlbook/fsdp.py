@@ -98,7 +98,9 @@ def _step(
     return loss.detach()
 
 
-def train_single(config: GPTConfig, steps: int, batch: int, lr: float) -> tuple:
+def train_single(
+    config: GPTConfig, steps: int, batch: int, lr: float
+) -> tuple[list[float], dict[str, int], list[torch.Tensor]]:
     """The reference: ``GPT(config)`` trained in one process on whole batches.
 
     Returns ``(losses, bytes, parameters)``.
@@ -111,8 +113,18 @@ def train_single(config: GPTConfig, steps: int, batch: int, lr: float) -> tuple:
     return losses, state_bytes(model, optimizer), params
 
 
+@dataclasses.dataclass(frozen=True)
+class _Steps:
+    """What every process trains: ``steps`` AdamW steps at ``lr`` on batches of
+    ``batch`` windows."""
+
+    steps: int
+    batch: int
+    lr: float
+
+
 def _worker(
-    rank: int, world_size: int, port: int, config: GPTConfig, run: dict, out: str
+    rank: int, world_size: int, port: int, config: GPTConfig, run: _Steps, out: str
 ) -> None:
     torch.set_num_threads(1)
     store = dist.TCPStore(
@@ -122,9 +134,9 @@ def _worker(
     try:
         torch.manual_seed(0)  # the same full weights everywhere before sharding
         model = shard_gpt(GPT(config))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=run["lr"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr)
         losses = []
-        for tokens in _batches(config, run["steps"], run["batch"]):
+        for tokens in _batches(config, run.steps, run.batch):
             mine = tokens.chunk(world_size)[rank]  # (batch / W, T + 1)
             loss = _step(model, optimizer, mine)
             dist.all_reduce(loss)  # for the record: the mean over the whole batch
@@ -157,7 +169,7 @@ def fsdp_run(
     check_positive_int(steps, "steps")
     if batch % nproc:
         raise ValueError(f"batch must be divisible by nproc, got {batch} and {nproc}")
-    run = {"steps": steps, "batch": batch, "lr": lr}
+    run = _Steps(steps=steps, batch=batch, lr=lr)
     with (
         tempfile.TemporaryDirectory() as tmp,
         _loopback_store(nproc, timeout_s) as port,

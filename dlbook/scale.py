@@ -79,7 +79,7 @@ def zero_bytes_per_parameter(
     weight_bytes: float = 2,
     grad_bytes: float = 2,
     optimizer_bytes: float = 12,
-) -> dict:
+) -> dict[str, float]:
     """Bytes of training state each of ``world_size`` data-parallel processes keeps per
     parameter under ZeRO ``stage`` (0: plain data parallelism).
 
@@ -102,7 +102,9 @@ def zero_bytes_per_parameter(
     }
 
 
-def compute_optimal(compute: float, tokens_per_parameter: float = 20.0) -> tuple:
+def compute_optimal(
+    compute: float, tokens_per_parameter: float = 20.0
+) -> tuple[float, float]:
     """Chinchilla's rule of thumb: the model size and data that spend ``compute`` FLOPs
     best, ``(N, D)``.
 

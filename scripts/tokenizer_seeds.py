@@ -5,9 +5,10 @@
 
 For every seed and tokenizer it trains the chapter's GPT with ``scripts/train_gpt.py
 --tokenizer {char,bpe} --eval_every 100 --seed S`` (the recipe of the shipped checkpoints,
-one thing changed: the seed, which moves the initialization and the training windows),
+one thing changed: the seed, which moves the initialization, the training windows and the
+dropout masks),
 writing ``WORKDIR/gpt_{char,bpe}_seed{S}.pt``; a checkpoint already there is read, not
-re-trained (each run takes about 17 CPU minutes at one thread). With ``--shipped``, seed 0
+re-trained (each run took 17-19 CPU minutes at one thread). With ``--shipped``, seed 0
 is read from the package's own ``gpt_char_pydoc.pt`` and ``gpt_bpe_pydoc.pt``, which were
 trained by exactly that command with ``--seed 0``.
 

@@ -61,7 +61,7 @@ OPTIONS = {  # name: (type, default, help)
     "grad_clip": (float, TRAINING.grad_clip, "max gradient norm"),
     "eval_every": (int, TRAINING.eval_every, "steps between validation estimates"),
     "eval_windows": (int, SHIPPED_LM_TRAINING.eval_windows, "validation windows per estimate"),
-    "seed": (int, TRAINING.seed, "model initialization and training windows"),
+    "seed": (int, TRAINING.seed, "model initialization, training windows, dropout masks"),
     "threads": (int, 1, "CPU threads; 1 is fastest when other jobs share the cores"),
 }
 

@@ -22,3 +22,18 @@ def test_resume_on_another_world_size_is_refused(tmp_path):
         ddp.train(task, dataclasses.replace(resume, micro_batch=16))
     # on two processes it resumes
     assert ddp.launch(task, resume, nproc=2, timeout_s=120.0).start_step == 3
+
+
+def test_resume_if_exists_starts_first_and_resumes_after(tmp_path):
+    """What a torchrun restart needs: the same command starts a run when there is no
+    checkpoint yet and resumes once there is one."""
+    checkpoint = tmp_path / "run.ckpt"
+    assert not ddp.resume_wanted(str(checkpoint), resume=False, if_exists=True)
+    checkpoint.write_bytes(b"saved")
+    assert ddp.resume_wanted(str(checkpoint), resume=False, if_exists=True)
+    assert ddp.resume_wanted(str(tmp_path / "missing"), resume=True, if_exists=False)
+    assert not ddp.resume_wanted(None, resume=False, if_exists=False)
+    with pytest.raises(ValueError, match="needs --checkpoint"):
+        ddp.resume_wanted(None, resume=False, if_exists=True)
+    with pytest.raises(ValueError, match="not both"):
+        ddp.resume_wanted(str(checkpoint), resume=True, if_exists=True)

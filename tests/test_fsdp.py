@@ -20,7 +20,7 @@ def test_fsdp_matches_one_process_and_halves_the_state():
     for part, full in result.single_bytes.items():
         shards = [per_rank[part] for per_rank in result.sharded_bytes]
         assert sum(shards) == full, (part, shards, full)  # the shards partition it
-        assert max(shards) <= 0.55 * full, (part, shards, full)
+        assert max(shards) <= 0.51 * full, (part, shards, full)
 
 
 def test_reference_trains():

@@ -10,8 +10,8 @@ by the character model) is checked on each of them.
 import numpy as np
 import pytest
 
-from dlbook.checkpoint import shipped_record
 from dlbook.bpe import BPECorpus, evaluate_per_char, load_bpe_lm
+from dlbook.checkpoint import shipped_record
 from dlbook.gpt import load_char_lm
 from dlbook.text import CharCorpus, evaluate_char_lm
 
