@@ -13,20 +13,27 @@ from dlbook.text import CharCorpus, LMTrainConfig, train_char_lm
 from dlbook.train import Schedule, TrainConfig
 
 
-def main() -> None:
+def sprint_val_loss(seed: int, lr: float, warmup: int) -> float:
+    """Validation loss of the sprint GPT after 130 steps at peak rate ``lr`` with
+    ``warmup`` warm-up steps, initialization and batches from ``seed``."""
     corpus = CharCorpus.pydoc()
     config = GPTConfig(vocab_size=len(corpus.vocab), block_size=64, n_layers=2, n_heads=4,
                        d_model=64, dropout=0.0)
+    set_seed(seed)
+    gpt = GPT(config)
+    training = TrainConfig(steps=130, batch_size=32, lr=lr, grad_clip=1.0,
+                           eval_every=130, seed=seed, progress=False,
+                           schedule=Schedule(warmup_steps=warmup))
+    history = train_char_lm(gpt, corpus, LMTrainConfig(training=training, block_size=64,
+                                                       eval_windows=128))
+    return history.val_loss[-1]
+
+
+def main() -> None:
     for seed in (0, 1, 2):
         for lr, warmup in ((3e-3, 0), (1e-2, 0), (1e-2, 20)):
-            set_seed(seed)
-            gpt = GPT(config)
-            training = TrainConfig(steps=130, batch_size=32, lr=lr, grad_clip=1.0,
-                                   eval_every=130, seed=seed, progress=False,
-                                   schedule=Schedule(warmup_steps=warmup))
-            history = train_char_lm(gpt, corpus, LMTrainConfig(training=training, block_size=64,
-                                                               eval_windows=128))
-            print(f"seed {seed} lr {lr} warm-up {warmup}: {history.val_loss[-1]:.3f}", flush=True)
+            loss = sprint_val_loss(seed, lr, warmup)
+            print(f"seed {seed} lr {lr} warm-up {warmup}: {loss:.3f}", flush=True)
 
 
 if __name__ == "__main__":
