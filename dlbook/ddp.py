@@ -517,6 +517,27 @@ def _worker(
 
 
 @contextlib.contextmanager
+def gloo_group(
+    rank: int, world_size: int, port: int, timeout_s: float = 60.0
+) -> Iterator[None]:
+    """In a process of :func:`_loopback_store`'s launch: use one thread, join the gloo
+    group through the parent's store on ``port``, and leave the group on exit."""
+    torch.set_num_threads(1)
+    store = dist.TCPStore(
+        "127.0.0.1",
+        port,
+        world_size,
+        is_master=False,
+        timeout=timedelta(seconds=timeout_s),
+    )
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
 def _loopback_store(world_size: int, timeout_s: float) -> Iterator[int]:
     """A rendezvous store served by this process on 127.0.0.1 only; yields its port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -24,9 +23,10 @@ from torch import nn
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-from dlbook.ddp import _loopback_store, _start_method
+from dlbook.ddp import _loopback_store, _start_method, gloo_group
 from dlbook.gpt import GPT, GPTConfig
 from dlbook.utils import check_positive_int
+from dlbook.zero import random_windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,17 +75,6 @@ def shard_gpt(model: GPT) -> GPT:
     return model
 
 
-def _batches(config: GPTConfig, steps: int, batch: int) -> list[torch.Tensor]:
-    """The same random token windows on every process: (batch, block_size + 1) each."""
-    gen = torch.Generator().manual_seed(0)
-    return [
-        torch.randint(
-            0, config.vocab_size, (batch, config.block_size + 1), generator=gen
-        )
-        for _ in range(steps)
-    ]
-
-
 def _step(
     model: nn.Module, optimizer: torch.optim.Optimizer, tokens: torch.Tensor
 ) -> torch.Tensor:
@@ -108,7 +97,9 @@ def train_single(
     torch.manual_seed(0)
     model = GPT(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    losses = [_step(model, optimizer, t).item() for t in _batches(config, steps, batch)]
+    losses = [
+        _step(model, optimizer, t).item() for t in random_windows(config, steps, batch)
+    ]
     params = [p.detach().clone() for p in model.parameters()]
     return losses, state_bytes(model, optimizer), params
 
@@ -126,17 +117,12 @@ class _Steps:
 def _worker(
     rank: int, world_size: int, port: int, config: GPTConfig, run: _Steps, out: str
 ) -> None:
-    torch.set_num_threads(1)
-    store = dist.TCPStore(
-        "127.0.0.1", port, world_size, is_master=False, timeout=timedelta(seconds=60)
-    )
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         torch.manual_seed(0)  # the same full weights everywhere before sharding
         model = shard_gpt(GPT(config))
         optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr)
         losses = []
-        for tokens in _batches(config, run.steps, run.batch):
+        for tokens in random_windows(config, run.steps, run.batch):
             mine = tokens.chunk(world_size)[rank]  # (batch / W, T + 1)
             loss = _step(model, optimizer, mine)
             dist.all_reduce(loss)  # for the record: the mean over the whole batch
@@ -147,8 +133,6 @@ def _worker(
         params = [p.full_tensor().detach().clone() for p in model.parameters()]
         if rank == 0:
             torch.save({"loss": losses, "bytes": memory, "params": params}, out)
-    finally:
-        dist.destroy_process_group()
 
 
 def fsdp_run(

@@ -12,7 +12,6 @@ takes, and the parameters reached.
 from __future__ import annotations
 
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from torch import nn
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
-from dlbook.ddp import _loopback_store, _start_method
+from dlbook.ddp import _loopback_store, _start_method, gloo_group
 from dlbook.gpt import GPT, GPTConfig
 from dlbook.utils import check_positive_int
 
@@ -52,8 +51,9 @@ def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str,
     }
 
 
-def _batches(config: GPTConfig, steps: int, batch: int) -> list[torch.Tensor]:
-    """The same random token windows on every process: (batch, block_size + 1) each."""
+def random_windows(config: GPTConfig, steps: int, batch: int) -> list[torch.Tensor]:
+    """``steps`` batches of random token windows, (batch, block_size + 1) each, the
+    same on every process (a fixed generator)."""
     gen = torch.Generator().manual_seed(0)
     return [
         torch.randint(
@@ -89,12 +89,7 @@ def _worker(
     batch: int,
     out: str,
 ) -> None:
-    torch.set_num_threads(1)
-    store = dist.TCPStore(
-        "127.0.0.1", port, world_size, is_master=False, timeout=timedelta(seconds=60)
-    )
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
-    try:
+    with gloo_group(rank, world_size, port):
         report = {}
         for sharded in (False, True):
             # the same initial weights on every process and in both runs
@@ -106,7 +101,9 @@ def _worker(
                 )
             else:
                 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            _train(model, optimizer, _batches(config, steps, batch), rank, world_size)
+            _train(
+                model, optimizer, random_windows(config, steps, batch), rank, world_size
+            )
             name = "ZeRO-1" if sharded else "DDP"
             report[name] = {
                 "bytes": state_bytes(model, optimizer),
@@ -122,8 +119,6 @@ def _worker(
                 },
                 out,
             )
-    finally:
-        dist.destroy_process_group()
 
 
 def sharded_run(
