@@ -520,7 +520,7 @@ def _worker(
 def gloo_group(
     rank: int, world_size: int, port: int, timeout_s: float = 60.0
 ) -> Iterator[None]:
-    """In a process of :func:`_loopback_store`'s launch: use one thread, join the gloo
+    """In a process of ``_loopback_store``'s launch: use one thread, join the gloo
     group through the parent's store on ``port``, and leave the group on exit."""
     torch.set_num_threads(1)
     store = dist.TCPStore(
