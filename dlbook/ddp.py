@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -514,6 +514,28 @@ def _worker(
             torch.save(dataclasses.asdict(result), out)
     finally:
         dist.destroy_process_group()
+
+
+def run_on_gloo(
+    worker: Callable[..., None], nproc: int, args: tuple, timeout_s: float = 120.0
+) -> Any:
+    """Spawn ``nproc`` CPU processes that each call ``worker(rank, nproc, port, *args,
+    out)`` (joining their group with :func:`gloo_group` on ``port``); rank 0 saves its
+    result to the file ``out`` with ``torch.save``, which is loaded and returned."""
+    check_positive_int(nproc, "nproc")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _loopback_store(nproc, timeout_s) as port,
+    ):
+        out = str(Path(tmp) / "result.pt")
+        mp.start_processes(
+            worker,
+            args=(nproc, port, *args, out),
+            nprocs=nproc,
+            join=True,
+            start_method=_start_method(),
+        )
+        return torch.load(out, weights_only=True)
 
 
 @contextlib.contextmanager

@@ -13,17 +13,14 @@ process on the whole batch; the two must take the same steps.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-from dlbook.ddp import _loopback_store, _start_method, gloo_group
+from dlbook.ddp import gloo_group, run_on_gloo
 from dlbook.gpt import GPT, GPTConfig
 from dlbook.utils import check_positive_int
 from dlbook.zero import random_windows
@@ -154,19 +151,7 @@ def fsdp_run(
     if batch % nproc:
         raise ValueError(f"batch must be divisible by nproc, got {batch} and {nproc}")
     run = _Steps(steps=steps, batch=batch, lr=lr)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        _loopback_store(nproc, timeout_s) as port,
-    ):
-        out = str(Path(tmp) / "fsdp.pt")
-        mp.start_processes(
-            _worker,
-            args=(nproc, port, config, run, out),
-            nprocs=nproc,
-            join=True,
-            start_method=_start_method(),
-        )
-        sharded = torch.load(out, weights_only=True)
+    sharded = run_on_gloo(_worker, nproc, (config, run), timeout_s)
     single_loss, single_bytes, single_params = train_single(config, steps, batch, lr)
     diff = max(
         (a - b).abs().max().item()

@@ -11,17 +11,13 @@ takes, and the parameters reached.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
-from dlbook.ddp import _loopback_store, _start_method, gloo_group
+from dlbook.ddp import gloo_group, run_on_gloo
 from dlbook.gpt import GPT, GPTConfig
 from dlbook.utils import check_positive_int
 
@@ -54,6 +50,8 @@ def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str,
 def random_windows(config: GPTConfig, steps: int, batch: int) -> list[torch.Tensor]:
     """``steps`` batches of random token windows, (batch, block_size + 1) each, the
     same on every process (a fixed generator)."""
+    check_positive_int(steps, "steps")
+    check_positive_int(batch, "batch")
     gen = torch.Generator().manual_seed(0)
     return [
         torch.randint(
@@ -138,16 +136,4 @@ def sharded_run(
     check_positive_int(nproc, "nproc")
     if batch % nproc:
         raise ValueError(f"batch must be divisible by nproc, got {batch} and {nproc}")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        _loopback_store(nproc, timeout_s) as port,
-    ):
-        out = str(Path(tmp) / "zero.pt")
-        mp.start_processes(
-            _worker,
-            args=(nproc, port, config, steps, batch, out),
-            nprocs=nproc,
-            join=True,
-            start_method=_start_method(),
-        )
-        return torch.load(out, weights_only=True)
+    return run_on_gloo(_worker, nproc, (config, steps, batch), timeout_s)

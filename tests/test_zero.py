@@ -4,8 +4,9 @@ with AdamW, and each process keeps about half of Adam's state."""
 import pytest
 import torch
 
+from dlbook.ddp import run_on_gloo
 from dlbook.gpt import GPTConfig
-from dlbook.zero import sharded_run
+from dlbook.zero import random_windows, sharded_run
 
 
 def test_zero_matches_ddp_and_halves_the_optimizer_state():
@@ -26,3 +27,16 @@ def test_batch_must_split_evenly():
     with pytest.raises(ValueError, match="divisible"):
         sharded_run(GPTConfig(vocab_size=10, block_size=4, n_layers=1, n_heads=1, d_model=4),
                     nproc=2, batch=3)
+
+
+def test_random_windows_and_run_on_gloo_reject_bad_counts():
+    config = GPTConfig(vocab_size=11, block_size=4, n_layers=1, n_heads=1, d_model=8)
+    windows = random_windows(config, 2, 3)
+    assert len(windows) == 2 and windows[0].shape == (3, 5)
+    assert all(torch.equal(a, b) for a, b in zip(windows, random_windows(config, 2, 3)))
+    with pytest.raises(ValueError, match="steps"):
+        random_windows(config, 0, 3)
+    with pytest.raises(ValueError, match="batch"):
+        random_windows(config, 2, -1)
+    with pytest.raises(ValueError, match="nproc"):
+        run_on_gloo(print, 0, ())
